@@ -1,0 +1,64 @@
+# Everything a user or CI needs: `make demo` and `make test` work on a fresh machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PROFILE ?= k3s
+SIM := cd sim && ../$(PY) -m sim
+COLLECTION_DIR := .collections/ansible_collections/llmops/ollama
+PYTEST_ARGS ?=
+
+.PHONY: help deps venv sim-build sim-up sim-down sim-status demo test unit integration lint sanity collection clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+deps: ## Install the Debian packages the simulator needs (as root); check Go
+	@command -v go >/dev/null || { echo "go is not on PATH: install Go 1.24 or newer (Debian's golang-go is too old)"; exit 2; }
+	@missing=""; \
+	command -v ip >/dev/null || missing="$$missing iproute2"; \
+	command -v docker-registry >/dev/null || missing="$$missing docker-registry"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r requirements.txt
+	touch $@
+
+venv: $(VENV)/.installed ## Create the pinned Python environment in .venv
+
+collection: ## Make the checkout importable as ansible_collections.llmops.ollama
+	@mkdir -p $(dir $(COLLECTION_DIR))
+	@ln -sfn ../../.. $(COLLECTION_DIR)
+
+sim-build: deps venv ## Build etcd, Kubernetes, KWOK and Ollama from Go modules (cached)
+	$(SIM) build
+
+sim-up: sim-build ## Start the simulated cluster: make sim-up PROFILE=k3s|baremetal|eks|...
+	$(SIM) up --profile $(PROFILE)
+
+sim-down: ## Stop the simulated cluster and remove its state
+	@if [ -x $(PY) ]; then $(SIM) down; fi
+
+sim-status: venv ## Show the simulated cluster's nodes
+	$(SIM) status
+
+demo: sim-up ## Set everything up and show the simulated GPU cluster
+	@echo "KUBECONFIG=$(CURDIR)/.sim/kubeconfig"
+
+unit: venv collection ## Unit tests
+	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
+
+integration: sim-build collection ## Integration tests against the simulated cluster
+	$(PY) -m pytest tests/integration -q $(PYTEST_ARGS)
+
+test: sim-build collection ## The whole suite: unit and integration tests
+	$(PY) -m pytest tests/unit tests/integration -q $(PYTEST_ARGS)
+
+clean: sim-down ## Remove local state (keeps the build cache)
+	rm -rf .collections .pytest_cache
