@@ -1,0 +1,28 @@
+"""Where the simulator keeps its versions file, build cache and state."""
+
+import os
+from pathlib import Path
+
+SIM_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = SIM_ROOT.parent
+VERSIONS_FILE = SIM_ROOT / "versions.env"
+PROFILES_DIR = SIM_ROOT / "profiles"
+
+
+def cache_dir() -> Path:
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "llmops-ollama-sim"
+    return Path(os.environ.get("LLMOPS_SIM_CACHE", default))
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get("LLMOPS_SIM_STATE", REPO_ROOT / ".sim"))
+
+
+def read_versions(path: Path = VERSIONS_FILE) -> dict:
+    versions = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            versions[key.strip()] = value.strip()
+    return versions
