@@ -1,0 +1,348 @@
+"""Bring the simulated control plane up and down: etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler, the KWOK controller and the simulator's own controller (volumes, Ollama pods)."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from . import build, pki, profiles
+from .errors import SimError
+from .kube import Kube, wait_for
+from .paths import SIM_ROOT, cache_dir, read_versions, state_dir
+
+HOST = "127.0.0.1"
+SERVICE_CIDR = "10.96.0.0/16"
+SERVICE_IP = "10.96.0.1"
+POD_CIDR = "10.244.0.0/16"
+DEFAULT_PORTS = {"etcd": 23790, "etcd_peer": 23800, "apiserver": 26443, "kwok": 26447}
+PORT_ENV = {"etcd": "LLMOPS_SIM_ETCD_PORT", "etcd_peer": "LLMOPS_SIM_ETCD_PEER_PORT",
+            "apiserver": "LLMOPS_SIM_API_PORT", "kwok": "LLMOPS_SIM_KWOK_PORT"}
+# Components in start order; down stops them in reverse.
+COMPONENTS = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "simctl"]
+
+
+def _state_file() -> Path:
+    return state_dir() / "state.json"
+
+
+def read_state() -> dict:
+    try:
+        return json.loads(_state_file().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_state(state: dict) -> None:
+    _state_file().write_text(json.dumps(state, indent=2))
+
+
+def _ports() -> dict:
+    ports = {}
+    for name, default in DEFAULT_PORTS.items():
+        raw = os.environ.get(PORT_ENV[name], str(default))
+        if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+            raise SimError(f"{PORT_ENV[name]}={raw!r} is not a port", f"set {PORT_ENV[name]} to a number from 1 to 65535")
+        ports[name] = int(raw)
+    return ports
+
+
+def _check_port_free(name: str, port: int) -> None:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            raise SimError(f"port {port} on {HOST} ({name}) is already in use",
+                           f"stop what holds it (`ss -ltnp sport = :{port}`), run make sim-down, "
+                           f"or set {PORT_ENV[name]} to a free port") from None
+
+
+OWNER_ENV = "LLMOPS_SIM_OWNER"
+
+
+def _alive(pid: int, marker: str) -> bool:
+    """A pid counts as ours only while its environment carries our owner mark (pids get reused)."""
+    try:
+        return f"{OWNER_ENV}={marker}".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+
+
+def _pid_of_ours(marker: str) -> list:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid() and _alive(int(entry.name), marker):
+            pids.append(int(entry.name))
+    return pids
+
+
+def kubeconfig_text(ports: dict, pki_dir: Path, client: str, context: str) -> str:
+    def data(path):
+        import base64
+        return base64.b64encode(path.read_bytes()).decode()
+
+    return json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": context,
+        "clusters": [{"name": "llmops-sim", "cluster": {"server": f"https://{HOST}:{ports['apiserver']}",
+                                                          "certificate-authority-data": data(pki_dir / "ca.crt")}}],
+        "users": [{"name": context, "user": {"client-certificate-data": data(pki_dir / f"{client}.crt"),
+                                             "client-key-data": data(pki_dir / f"{client}.key")}}],
+        "contexts": [{"name": context, "context": {"cluster": "llmops-sim", "user": context}}],
+    }, indent=2)
+
+
+class Cluster:
+    def __init__(self, log=print):
+        self.dir = state_dir()
+        self.pki = self.dir / "pki"
+        self.logs = self.dir / "logs"
+        self.log = log
+
+    @property
+    def marker(self) -> str:
+        return str(self.dir.resolve())
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    def up(self, profile_name: str) -> dict:
+        profile = profiles.load(profile_name)
+        if profile.get("scale"):
+            profiles.scale_node_count()
+        state = read_state()
+        if state and self._all_running(state):
+            if state["profile"] != profile_name:
+                raise SimError(f"the simulated cluster is already up with profile '{state['profile']}'",
+                               "run make sim-down first, then make sim-up PROFILE=" + profile_name)
+            self.log(f"simulated cluster already up (profile {profile_name})")
+            self._apply_profile(state, profile)
+            return state
+        if state or _pid_of_ours(self.marker):
+            self.log("cleaning up a previous simulated cluster that is no longer whole")
+            self.down(quiet=True)
+        binaries = build.build_all(log=self.log)
+        ports = _ports()
+        for name, port in ports.items():
+            _check_port_free(name, port)
+        started = time.monotonic()
+        state = {"profile": profile_name, "ports": ports, "pids": {}, "marker": self.marker,
+                 "kubernetes_version": read_versions()["KUBERNETES_VERSION"]}
+        try:
+            self._prepare_dirs(ports)
+            self._start_control_plane(state, binaries)
+            self._apply_profile(state, profile)
+        except BaseException:
+            self._keep_failed_logs()
+            self.down(quiet=True)
+            raise
+        state["ready_seconds"] = round(time.monotonic() - started, 1)
+        _write_state(state)
+        self.log(f"simulated cluster up (profile {profile_name}) in {state['ready_seconds']}s; "
+                 f"KUBECONFIG={self.dir / 'kubeconfig'}")
+        return state
+
+    def _keep_failed_logs(self) -> None:
+        """A failed start removes its state; its logs move to the cache so the cause stays readable."""
+        kept = cache_dir() / "failed-start-logs"
+        shutil.rmtree(kept, ignore_errors=True)
+        if self.logs.exists():
+            shutil.copytree(self.logs, kept)
+
+    def down(self, quiet: bool = False) -> None:
+        state = read_state()
+        pids = [p for p in (state.get("pids") or {}).values()]
+        self._stop_runtime_leftovers()
+        for pid in reversed(pids):
+            self._terminate(pid)
+        for pid in _pid_of_ours(self.marker):
+            self._terminate(pid)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and _pid_of_ours(self.marker):
+            time.sleep(0.2)
+        for pid in _pid_of_ours(self.marker):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if self.dir.exists():
+            shutil.rmtree(self.dir, ignore_errors=True)
+        if not quiet:
+            self.log("simulated cluster down; no processes or state left")
+
+    def _stop_runtime_leftovers(self) -> None:
+        """Hook for the pod runtime (network namespace, Ollama processes); see runtime.py."""
+        try:
+            from . import runtime
+        except ImportError:
+            return
+        runtime.cleanup(self.dir)
+
+    def _terminate(self, pid: int) -> None:
+        if _alive(pid, self.marker):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    def _all_running(self, state: dict) -> bool:
+        pids = state.get("pids") or {}
+        return set(pids) == set(COMPONENTS) and all(_alive(pid, self.marker) for pid in pids.values())
+
+    # ---- start -----------------------------------------------------------------------------
+    def _prepare_dirs(self, ports: dict) -> None:
+        for sub in ("etcd", "logs", "volumes", "config"):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        (self.dir / ".gitignore").write_text("*\n")
+        pki.create_all(self.pki, SERVICE_IP)
+        (self.dir / "kubeconfig").write_text(kubeconfig_text(ports, self.pki, "admin", "llmops-sim"))
+        (self.dir / "kubeconfig").chmod(0o600)
+        (self.dir / "kubeconfig-user").write_text(kubeconfig_text(ports, self.pki, "user", "llmops-sim-user"))
+        (self.dir / "kubeconfig-user").chmod(0o600)
+        for client in ("controller-manager", "scheduler", "kwok"):
+            (self.dir / "config" / f"{client}.kubeconfig").write_text(
+                kubeconfig_text(ports, self.pki, client, f"sim-{client}"))
+
+    def _spawn(self, state: dict, name: str, argv: list, env=None) -> None:
+        logfile = open(self.logs / f"{name}.log", "ab")
+        env = dict(env or os.environ, **{OWNER_ENV: self.marker})
+        proc = subprocess.Popen(argv, stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, env=env, cwd=self.dir)
+        logfile.close()
+        state["pids"][name] = proc.pid
+        _write_state(state)
+
+    def _check_exited(self, state: dict, name: str) -> None:
+        if not _alive(state["pids"][name], self.marker):
+            lines = (self.logs / f"{name}.log").read_text(errors="replace").strip().splitlines()
+            cause = next((line for line in reversed(lines) if "error" in line.lower()), lines[-1] if lines else "no output")
+            raise SimError(f"{name} exited during start: {cause.strip()[:300]}",
+                           f"read {cache_dir() / 'failed-start-logs' / (name + '.log')}, mend the cause, "
+                           "then run make sim-up again")
+
+    def _wait(self, state, name, predicate, timeout):
+        def check():
+            self._check_exited(state, name)
+            return predicate()
+        try:
+            return wait_for(check, timeout, what=f"{name} to become ready")
+        except SimError as exc:
+            self._check_exited(state, name)
+            raise exc
+
+    def _start_control_plane(self, state: dict, binaries: dict) -> None:
+        ports, p, d, cfg = state["ports"], self.pki, self.dir, self.dir / "config"
+        self._spawn(state, "etcd", [
+            str(binaries["etcd"]), "--name=sim", f"--data-dir={d / 'etcd'}",
+            f"--listen-client-urls=http://{HOST}:{ports['etcd']}", f"--advertise-client-urls=http://{HOST}:{ports['etcd']}",
+            f"--listen-peer-urls=http://{HOST}:{ports['etcd_peer']}",
+            f"--initial-advertise-peer-urls=http://{HOST}:{ports['etcd_peer']}",
+            f"--initial-cluster=sim=http://{HOST}:{ports['etcd_peer']}",
+            "--quota-backend-bytes=4294967296", "--unsafe-no-fsync", "--log-level=warn"])
+        self._wait(state, "etcd", lambda: _http_ok(f"http://{HOST}:{ports['etcd']}/health"), 30)
+        self._spawn(state, "kube-apiserver", [
+            str(binaries["kube-apiserver"]),
+            f"--etcd-servers=http://{HOST}:{ports['etcd']}",
+            f"--bind-address={HOST}", f"--advertise-address={HOST}", f"--secure-port={ports['apiserver']}",
+            f"--tls-cert-file={p / 'apiserver.crt'}", f"--tls-private-key-file={p / 'apiserver.key'}",
+            f"--client-ca-file={p / 'ca.crt'}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={p / 'sa.pub'}", f"--service-account-signing-key-file={p / 'sa.key'}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--authorization-mode=RBAC",
+            "--enable-admission-plugins=NodeRestriction,PodSecurity",
+            "--allow-privileged=true",
+            # Short eviction grace so node-loss tests finish in seconds, not five minutes.
+            "--default-not-ready-toleration-seconds=20", "--default-unreachable-toleration-seconds=20",
+            "--profiling=false", "--v=0"])
+        api = Kube(HOST, ports["apiserver"], p)
+        self._wait(state, "kube-apiserver", lambda: api.request("GET", "/readyz")[0] == 200, 90)
+        kube = read_versions()["KUBERNETES_VERSION"]
+        self._spawn(state, "kube-controller-manager", [
+            str(binaries["kube-controller-manager"]), f"--kubeconfig={cfg / 'controller-manager.kubeconfig'}",
+            f"--authentication-kubeconfig={cfg / 'controller-manager.kubeconfig'}",
+            f"--authorization-kubeconfig={cfg / 'controller-manager.kubeconfig'}",
+            f"--service-account-private-key-file={p / 'sa.key'}", f"--root-ca-file={p / 'ca.crt'}",
+            f"--cluster-signing-cert-file={p / 'ca.crt'}", f"--cluster-signing-key-file={p / 'ca.key'}",
+            "--use-service-account-credentials=true", "--leader-elect=false", "--secure-port=0",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--node-monitor-grace-period=20s", "--concurrent-deployment-syncs=10", "--v=0"])
+        self._spawn(state, "kube-scheduler", [
+            str(binaries["kube-scheduler"]), f"--kubeconfig={cfg / 'scheduler.kubeconfig'}",
+            f"--authentication-kubeconfig={cfg / 'scheduler.kubeconfig'}",
+            f"--authorization-kubeconfig={cfg / 'scheduler.kubeconfig'}",
+            "--leader-elect=false", "--secure-port=0", "--v=0"])
+        self._spawn(state, "kwok", [
+            str(binaries["kwok"]), f"--kubeconfig={cfg / 'kwok.kubeconfig'}",
+            f"--manage-nodes-with-annotation-selector={profiles.FAKE_NODE_ANNOTATION}=fake",
+            f"--cidr={POD_CIDR.replace('.0/16', '.1/16')}", "--node-ip=10.250.0.1",
+            f"--server-address={HOST}:{ports['kwok']}", "--node-lease-duration-seconds=40"])
+        self._spawn(state, "simctl", [sys.executable, "-m", "sim", "controller", "--state", str(self.dir)],
+                    env=dict(os.environ, PYTHONPATH=str(SIM_ROOT)))
+        self.log(f"control plane (Kubernetes {kube}) started; waiting for controllers")
+        # The ServiceAccount controller creates `default` once the controller manager runs.
+        self._wait(state, "kube-controller-manager",
+                   lambda: api.request("GET", "/api/v1/namespaces/default/serviceaccounts/default")[0] == 200, 60)
+        for name in ("kube-scheduler", "kwok", "simctl"):
+            self._check_exited(state, name)
+
+    # ---- profile ---------------------------------------------------------------------------
+    def _apply_profile(self, state: dict, profile: dict) -> None:
+        api = Kube(HOST, state["ports"]["apiserver"], self.pki)
+        nodes = profiles.nodes(profile, state["kubernetes_version"])
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            list(pool.map(api.create, nodes))
+        for obj in profiles.objects(profile):
+            api.create(obj)
+        want = {n["metadata"]["name"] for n in nodes}
+        timeout = 60 + len(want) * 0.05
+
+        def all_ready():
+            items, _ = api.list_all("/api/v1/nodes")
+            # Ready, and the node lifecycle controller has lifted its not-ready taint.
+            ready = {n["metadata"]["name"] for n in items
+                     if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions", []))
+                     and not any(t["key"].startswith("node.kubernetes.io/") for t in n["spec"].get("taints", []))}
+            return want <= ready
+        self._wait(state, "kwok", all_ready, timeout)
+        state["nodes"] = len(want)
+
+
+def _http_ok(url: str) -> bool:
+    import urllib.request
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def status() -> str:
+    state = read_state()
+    if not state:
+        return "simulated cluster is down (no state in .sim)"
+    cluster = Cluster()
+    running = {name: _alive(pid, cluster.marker) for name, pid in state["pids"].items()}
+    api = Kube(HOST, state["ports"]["apiserver"], cluster.pki)
+    lines = [f"profile: {state['profile']}   kubeconfig: {cluster.dir / 'kubeconfig'}   "
+             f"api: https://{HOST}:{state['ports']['apiserver']}",
+             "components: " + ", ".join(f"{n}={'up' if ok else 'DOWN'}" for n, ok in running.items())]
+    if not running.get("kube-apiserver"):
+        return "\n".join(lines)
+    nodes, _ = api.list_all("/api/v1/nodes")
+    lines.append(f"{'NODE':<16} {'READY':<6} {'GPU':<4} {'ZONE':<12} {'PRODUCT':<26} TAINTS")
+    for node in nodes[:50]:
+        labels = node["metadata"].get("labels", {})
+        ready = any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"].get("conditions", []))
+        taints = ",".join(f"{t['key']}:{t['effect']}" for t in node["spec"].get("taints", []))
+        lines.append(f"{node['metadata']['name']:<16} {str(ready):<6} "
+                     f"{node['status'].get('allocatable', {}).get('nvidia.com/gpu', '0'):<4} "
+                     f"{labels.get('topology.kubernetes.io/zone', '-'):<12} "
+                     f"{labels.get('nvidia.com/gpu.product', '-'):<26} {taints or '-'}")
+    if len(nodes) > 50:
+        lines.append(f"... and {len(nodes) - 50} more nodes")
+    return "\n".join(lines)
