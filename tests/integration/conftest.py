@@ -1,0 +1,133 @@
+"""Integration fixtures: the simulated GPU cluster, or any cluster given by LLMOPS_TEST_KUBECONFIG.
+
+With LLMOPS_TEST_KUBECONFIG set, the simulator is skipped; tests marked for a simulator profile
+run only when LLMOPS_TEST_PROFILE names that profile (what the given cluster looks like).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "sim"))
+
+# The test cluster lives beside (not in) a demo cluster: its own state directory and ports.
+TEST_ENV = {
+    "LLMOPS_SIM_STATE": str(REPO / ".sim-test"),
+    "LLMOPS_SIM_API_PORT": "26543",
+    "LLMOPS_SIM_ETCD_PORT": "23890",
+    "LLMOPS_SIM_ETCD_PEER_PORT": "23900",
+    "LLMOPS_SIM_KWOK_PORT": "26547",
+}
+
+
+
+def pytest_collection_modifyitems(items):
+    # Group tests by profile so the simulator restarts as rarely as possible.
+    def key(item):
+        marker = item.get_closest_marker("profile")
+        return marker.args[0] if marker else "k3s"
+    items.sort(key=key)
+
+
+class Cluster:
+    def __init__(self, kubeconfig: Path, user_kubeconfig, profile, kubectl_bin, external):
+        self.kubeconfig = Path(kubeconfig)
+        self.user_kubeconfig = user_kubeconfig
+        self.profile = profile
+        self.kubectl_bin = kubectl_bin
+        self.external = external
+
+    def kubectl(self, *args, kubeconfig=None, check=True, input=None, timeout=120):
+        cmd = [self.kubectl_bin, f"--kubeconfig={kubeconfig or self.kubeconfig}", *args]
+        result = subprocess.run(cmd, capture_output=True, text=True, input=input, timeout=timeout, check=False)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)} failed: {result.stderr.strip()}")
+        return result
+
+    def get(self, *args, **kwargs):
+        return json.loads(self.kubectl("get", "-o", "json", *args, **kwargs).stdout)
+
+    def apply(self, obj, **kwargs):
+        return self.kubectl("apply", "-f", "-", input=json.dumps(obj), **kwargs)
+
+    def create(self, obj, **kwargs):
+        return self.kubectl("create", "-f", "-", input=json.dumps(obj), **kwargs)
+
+    def wait_for(self, predicate, timeout=60, interval=0.5, what="condition"):
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = predicate()
+            if last:
+                return last
+            time.sleep(interval)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+    def gpu_nodes(self):
+        return [n["metadata"]["name"] for n in self.get("nodes")["items"]
+                if int(n["status"].get("allocatable", {}).get("nvidia.com/gpu", "0")) > 0]
+
+
+class SimManager:
+    def __init__(self):
+        self.profile = None
+        self.saved_env = {k: os.environ.get(k) for k in TEST_ENV}
+        os.environ.update(TEST_ENV)
+
+    def ensure(self, profile):
+        from sim import build, cluster
+        if self.profile != profile:
+            cluster.Cluster(log=lambda *_: None).down(quiet=True)
+            cluster.Cluster(log=lambda *_: None).up(profile)
+            self.profile = profile
+        state = Path(TEST_ENV["LLMOPS_SIM_STATE"])
+        return Cluster(state / "kubeconfig", state / "kubeconfig-user", profile, str(build.binary_path("kubectl")), False)
+
+    def close(self):
+        from sim import cluster
+        cluster.Cluster(log=lambda *_: None).down(quiet=True)
+        for k, v in self.saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def sim_manager():
+    if os.environ.get("LLMOPS_TEST_KUBECONFIG"):
+        yield None
+        return
+    manager = SimManager()
+    try:
+        yield manager
+    finally:
+        manager.close()
+
+
+@pytest.fixture
+def cluster(request, sim_manager):
+    marker = request.node.get_closest_marker("profile")
+    profile = marker.args[0] if marker else "k3s"
+    if sim_manager is None:
+        wanted = os.environ.get("LLMOPS_TEST_PROFILE", "k3s")
+        if wanted != profile:
+            pytest.skip(f"needs a cluster like the simulator's '{profile}' profile (LLMOPS_TEST_PROFILE={wanted})")
+        return Cluster(os.environ["LLMOPS_TEST_KUBECONFIG"], os.environ.get("LLMOPS_TEST_USER_KUBECONFIG"),
+                       profile, os.environ.get("KUBECTL", "kubectl"), True)
+    return sim_manager.ensure(profile)
+
+
+@pytest.fixture
+def namespace(cluster):
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    cluster.kubectl("create", "namespace", name)
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
