@@ -12,7 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import build, pki, profiles
+from . import build, models, pki, profiles, registry, runtime
 from .errors import SimError
 from .kube import Kube, wait_for
 from .paths import SIM_ROOT, cache_dir, read_versions, state_dir
@@ -20,7 +20,9 @@ from .paths import SIM_ROOT, cache_dir, read_versions, state_dir
 HOST = "127.0.0.1"
 SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_IP = "10.96.0.1"
-POD_CIDR = "10.244.0.0/16"
+DEFAULT_POD_CIDR = "10.244.0.0/16"
+# Inside the pod network namespace: docker-registry on the namespace's loopback, its proxy on a pod-CIDR address.
+REGISTRY_PORT, REGISTRY_PROXY_PORT = 5001, 5000
 DEFAULT_PORTS = {"etcd": 23790, "etcd_peer": 23800, "apiserver": 26443, "kwok": 26447}
 PORT_ENV = {"etcd": "LLMOPS_SIM_ETCD_PORT", "etcd_peer": "LLMOPS_SIM_ETCD_PEER_PORT",
             "apiserver": "LLMOPS_SIM_API_PORT", "kwok": "LLMOPS_SIM_KWOK_PORT"}
@@ -130,7 +132,7 @@ class Cluster:
         for name, port in ports.items():
             _check_port_free(name, port)
         started = time.monotonic()
-        state = {"profile": profile_name, "ports": ports, "pids": {}, "marker": self.marker,
+        state = {"profile": profile_name, "ports": ports, "pids": {}, "marker": self.marker, "pod_cidr": _pod_cidr(),
                  "kubernetes_version": read_versions()["KUBERNETES_VERSION"]}
         try:
             self._prepare_dirs(ports)
@@ -156,7 +158,6 @@ class Cluster:
     def down(self, quiet: bool = False) -> None:
         state = read_state()
         pids = [p for p in (state.get("pids") or {}).values()]
-        self._stop_runtime_leftovers()
         for pid in reversed(pids):
             self._terminate(pid)
         for pid in _pid_of_ours(self.marker):
@@ -169,18 +170,11 @@ class Cluster:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        runtime.cleanup(self.dir)
         if self.dir.exists():
             shutil.rmtree(self.dir, ignore_errors=True)
         if not quiet:
             self.log("simulated cluster down; no processes or state left")
-
-    def _stop_runtime_leftovers(self) -> None:
-        """Hook for the pod runtime (network namespace, Ollama processes); see runtime.py."""
-        try:
-            from . import runtime
-        except ImportError:
-            return
-        runtime.cleanup(self.dir)
 
     def _terminate(self, pid: int) -> None:
         if _alive(pid, self.marker):
@@ -279,8 +273,9 @@ class Cluster:
         self._spawn(state, "kwok", [
             str(binaries["kwok"]), f"--kubeconfig={cfg / 'kwok.kubeconfig'}",
             f"--manage-nodes-with-annotation-selector={profiles.FAKE_NODE_ANNOTATION}=fake",
-            f"--cidr={POD_CIDR.replace('.0/16', '.1/16')}", "--node-ip=10.250.0.1",
+            f"--cidr={_first_host_cidr(state['pod_cidr'])}", "--node-ip=10.250.0.1",
             f"--server-address={HOST}:{ports['kwok']}", "--node-lease-duration-seconds=40"])
+        self._start_pod_network_and_registry(state)
         self._spawn(state, "simctl", [sys.executable, "-m", "sim", "controller", "--state", str(self.dir)],
                     env=dict(os.environ, PYTHONPATH=str(SIM_ROOT)))
         self.log(f"control plane (Kubernetes {kube}) started; waiting for controllers")
@@ -289,6 +284,17 @@ class Cluster:
                    lambda: api.request("GET", "/api/v1/namespaces/default/serviceaccounts/default")[0] == 200, 60)
         for name in ("kube-scheduler", "kwok", "simctl"):
             self._check_exited(state, name)
+
+    def _start_pod_network_and_registry(self, state: dict) -> None:
+        state["network"] = runtime.setup_network(self.dir, state["pod_cidr"])
+        _write_state(state)
+        reg = registry.start(self.dir / "registry", REGISTRY_PORT, REGISTRY_PROXY_PORT,
+                             storage_dir=cache_dir() / "registry-storage", listen_host=state["network"]["registry_ip"],
+                             netns=state["network"]["netns"], extra_env={OWNER_ENV: self.marker})
+        generated = models.generate(cache_dir() / "models")
+        state["registry"] = reg["url"].split("://", 1)[1]
+        state["models"] = registry.publish(reg["url"], generated)
+        _write_state(state)
 
     # ---- profile ---------------------------------------------------------------------------
     def _apply_profile(self, state: dict, profile: dict) -> None:
@@ -310,6 +316,26 @@ class Cluster:
             return want <= ready
         self._wait(state, "kwok", all_ready, timeout)
         state["nodes"] = len(want)
+
+
+def _pod_cidr() -> str:
+    import ipaddress
+    raw = os.environ.get("LLMOPS_SIM_POD_CIDR", DEFAULT_POD_CIDR)
+    try:
+        net = ipaddress.ip_network(raw)
+    except ValueError:
+        net = None
+    if net is None or net.version != 4 or not 12 <= net.prefixlen <= 24:
+        raise SimError(f"LLMOPS_SIM_POD_CIDR={raw!r} is not an IPv4 network from /12 to /24",
+                       "set it to a private range such as 10.244.0.0/16")
+    return str(net)
+
+
+def _first_host_cidr(cidr: str) -> str:
+    """KWOK's --cidr takes the first address with the prefix (10.244.0.1/16)."""
+    import ipaddress
+    net = ipaddress.ip_network(cidr)
+    return f"{net.network_address + 1}/{net.prefixlen}"
 
 
 def _http_ok(url: str) -> bool:
@@ -345,4 +371,7 @@ def status() -> str:
                      f"{labels.get('nvidia.com/gpu.product', '-'):<26} {taints or '-'}")
     if len(nodes) > 50:
         lines.append(f"... and {len(nodes) - 50} more nodes")
+    if state.get("registry"):
+        lines.append(f"model registry: {state['registry']} (pull with insecure: true); models: "
+                     + ", ".join(ref.split("/", 1)[1] for ref in state.get("models", {})))
     return "\n".join(lines)

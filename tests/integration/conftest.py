@@ -24,6 +24,7 @@ TEST_ENV = {
     "LLMOPS_SIM_ETCD_PORT": "23890",
     "LLMOPS_SIM_ETCD_PEER_PORT": "23900",
     "LLMOPS_SIM_KWOK_PORT": "26547",
+    "LLMOPS_SIM_POD_CIDR": "10.245.0.0/16",
 }
 
 
@@ -37,8 +38,11 @@ def pytest_collection_modifyitems(items):
 
 
 class Cluster:
-    def __init__(self, kubeconfig: Path, user_kubeconfig, profile, kubectl_bin, external):
+    def __init__(self, kubeconfig: Path, user_kubeconfig, profile, kubectl_bin, external, models=None):
         self.kubeconfig = Path(kubeconfig)
+        # model reference -> manifest digest, as the simulator's registry holds them
+        self.models = models or {}
+        self._api = None
         self.user_kubeconfig = user_kubeconfig
         self.profile = profile
         self.kubectl_bin = kubectl_bin
@@ -70,6 +74,40 @@ class Cluster:
             time.sleep(interval)
         raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
+    def model(self, short_name):
+        """The full reference of a registry model by its short name (tiny-a)."""
+        for ref in self.models:
+            if ref.rsplit("/", 1)[-1].split(":")[0] == short_name:
+                return ref
+        pytest.skip(f"no registry model {short_name} (set LLMOPS_TEST_MODELS for an external cluster)")
+
+    def ollama(self, namespace, pod, path, body=None, check=True, timeout=300):
+        """Call Ollama's API in a pod through the API server's pod proxy.
+
+        Returns the decoded JSON answer; with check=False an error answer comes back as
+        {"error": ..., "http_status": N} instead of raising.
+        """
+        from kubernetes import config
+        from kubernetes.client.exceptions import ApiException
+        if self._api is None:
+            self._api = config.new_client_from_config(str(self.kubeconfig))
+        resource = f"/api/v1/namespaces/{namespace}/pods/{pod}:11434/proxy{path}"
+        try:
+            response = self._api.call_api(
+                resource, "POST" if body is not None else "GET", body=body,
+                header_params={"Content-Type": "application/json", "Accept": "application/json"},
+                auth_settings=["BearerToken"], _preload_content=False, _return_http_data_only=True,
+                _request_timeout=timeout)
+            return json.loads(response.data)
+        except ApiException as exc:
+            if check:
+                raise AssertionError(f"{resource} answered {exc.status}: {exc.body}") from None
+            try:
+                answer = json.loads(exc.body)
+            except (TypeError, ValueError):
+                answer = {"error": str(exc.body)}
+            return dict(answer, http_status=exc.status)
+
     def gpu_nodes(self):
         return [n["metadata"]["name"] for n in self.get("nodes")["items"]
                 if int(n["status"].get("allocatable", {}).get("nvidia.com/gpu", "0")) > 0]
@@ -88,7 +126,8 @@ class SimManager:
             cluster.Cluster(log=lambda *_: None).up(profile)
             self.profile = profile
         state = Path(TEST_ENV["LLMOPS_SIM_STATE"])
-        return Cluster(state / "kubeconfig", state / "kubeconfig-user", profile, str(build.binary_path("kubectl")), False)
+        return Cluster(state / "kubeconfig", state / "kubeconfig-user", profile, str(build.binary_path("kubectl")), False,
+                       models=cluster.read_state().get("models"))
 
     def close(self):
         from sim import cluster
@@ -120,8 +159,9 @@ def cluster(request, sim_manager):
         wanted = os.environ.get("LLMOPS_TEST_PROFILE", "k3s")
         if wanted != profile:
             pytest.skip(f"needs a cluster like the simulator's '{profile}' profile (LLMOPS_TEST_PROFILE={wanted})")
+        models = json.loads(os.environ.get("LLMOPS_TEST_MODELS", "{}"))
         return Cluster(os.environ["LLMOPS_TEST_KUBECONFIG"], os.environ.get("LLMOPS_TEST_USER_KUBECONFIG"),
-                       profile, os.environ.get("KUBECTL", "kubectl"), True)
+                       profile, os.environ.get("KUBECTL", "kubectl"), True, models=models)
     return sim_manager.ensure(profile)
 
 
