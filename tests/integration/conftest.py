@@ -17,16 +17,17 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "sim"))
 
-# The test cluster lives beside (not in) a demo cluster: its own state directory and ports.
+# The test cluster lives beside (not in) a demo cluster: its own state directory, ports and pod network.
+# Parallel runs pick their own with LLMOPS_TEST_SIM_STATE, LLMOPS_TEST_SIM_PORT_BASE, LLMOPS_TEST_SIM_POD_CIDR.
+_PORT_BASE = int(os.environ.get("LLMOPS_TEST_SIM_PORT_BASE", "26540"))
 TEST_ENV = {
-    "LLMOPS_SIM_STATE": str(REPO / ".sim-test"),
-    "LLMOPS_SIM_API_PORT": "26543",
-    "LLMOPS_SIM_ETCD_PORT": "23890",
-    "LLMOPS_SIM_ETCD_PEER_PORT": "23900",
-    "LLMOPS_SIM_KWOK_PORT": "26547",
-    "LLMOPS_SIM_POD_CIDR": "10.245.0.0/16",
+    "LLMOPS_SIM_STATE": os.environ.get("LLMOPS_TEST_SIM_STATE", str(REPO / ".sim-test")),
+    "LLMOPS_SIM_API_PORT": str(_PORT_BASE + 1),
+    "LLMOPS_SIM_ETCD_PORT": str(_PORT_BASE + 2),
+    "LLMOPS_SIM_ETCD_PEER_PORT": str(_PORT_BASE + 3),
+    "LLMOPS_SIM_KWOK_PORT": str(_PORT_BASE + 4),
+    "LLMOPS_SIM_POD_CIDR": os.environ.get("LLMOPS_TEST_SIM_POD_CIDR", "10.245.0.0/16"),
 }
-
 
 
 def pytest_collection_modifyitems(items):
