@@ -1,0 +1,1174 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The plan: every decision the roles render, from cluster facts and wanted config.
+
+:func:`compute_plan` is a pure function of two plain dicts: the facts from
+:func:`ansible_collections.llmops.ollama.plugins.module_utils.cluster_facts.build_facts`
+and the wanted config (the ``ollama_*`` role variables, without the prefix).
+It returns the decisions and, instead of stopping at the first problem, every
+error it finds, each naming the user-facing variable, what is wrong and the fix.
+
+Each decision lives in a small function below so it can be tested alone.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import copy
+import difflib
+import re
+
+from ansible_collections.llmops.ollama.plugins.module_utils.cluster_facts import RWX_PROVISIONERS
+from ansible_collections.llmops.ollama.plugins.module_utils.quantity import (
+    GI,
+    MI,
+    QuantityError,
+    format_gi,
+    format_size,
+    parse_size,
+    quantity_to_bytes,
+)
+
+MIN_KUBERNETES = (1, 28)
+MIN_OLLAMA = (0, 1, 47)
+MIN_CLAIM_GI = 10
+OLLAMA_REGISTRY = 'registry.ollama.ai'
+OLLAMA_NAMESPACE = 'library'
+OLLAMA_TAG = 'latest'
+LOCAL_PATH_CLASS = 'local-path'
+LOCAL_PATH_PROVISIONER = 'rancher.io/local-path'
+HOSTNAME_KEY = 'kubernetes.io/hostname'
+ZONE_KEY = 'topology.kubernetes.io/zone'
+GPU_TAINT_KEY = 'nvidia.com/gpu'
+# Endpoints that change the model store; blocked at the ingress unless opened.
+ADMIN_ENDPOINTS = ('/api/pull', '/api/push', '/api/create', '/api/delete', '/api/copy', '/api/blobs')
+# Provisioners whose volumes live on one node's disk: the claim pins the pod to that node.
+NODE_LOCAL_PROVISIONERS = frozenset([
+    LOCAL_PATH_PROVISIONER, 'kubernetes.io/no-provisioner', 'openebs.io/local', 'topolvm.io',
+    'local.csi.openebs.io', 'lvm.csi.metal-stack.io',
+])
+STORAGE_MODES = ('auto', 'per_replica', 'shared')
+ANTI_AFFINITY = ('hard', 'soft')
+INGRESS_AUTH = ('basic', 'external', 'none')
+TAINT_EFFECTS = ('', 'NoSchedule', 'PreferNoSchedule', 'NoExecute')
+BLOCKING_EFFECTS = ('NoSchedule', 'NoExecute')
+
+INGRESS_DEFAULTS = {
+    'enabled': False,
+    'host': '',
+    'auth_type': 'basic',
+    'auth_secret': '',
+    'auth_url': '',
+    'allow_unauthenticated': False,
+    'open_admin_endpoints': False,
+    'class_name': '',
+    'tls_secret': '',
+}
+
+DEFAULTS = {
+    'name': 'ollama',
+    'namespace': 'ollama',
+    'replicas': 1,
+    'gpus_per_pod': 1,
+    'image': 'docker.io/ollama/ollama',
+    'image_tag': '0.11.4',
+    'storage_mode': 'auto',
+    'storage_class': '',
+    'storage_class_rwx': 'auto',
+    'install_local_path': False,
+    'claim_size': '',
+    'claim_headroom_percent': 30,
+    'models': [],
+    'anti_affinity': 'hard',
+    'gpu_node_label': {'key': 'nvidia.com/gpu.present', 'value': 'true'},
+    'gpu_label_nodes': False,
+    'tolerations': [{'key': GPU_TAINT_KEY, 'operator': 'Exists', 'effect': 'NoSchedule'}],
+    'node_selector': {},
+    'zone_spread': 'auto',
+    'pdb_min_available': '',
+    'runtime_class': 'auto',
+    'require_device_plugin': True,
+    'gpu_memory_check': True,
+    'allow_cpu_offload': False,
+    'existing_replicas': None,
+    'ingress': INGRESS_DEFAULTS,
+}
+
+# config key -> the role variable a user sets. Keys of the ingress dict map to
+# ollama_ingress_<key>. Variables without the ollama_ prefix name a cluster fact.
+VARIABLES = dict((key, 'ollama_%s' % key) for key in DEFAULTS)
+VARIABLES.update(('ingress.%s' % key, 'ollama_ingress_%s' % key) for key in INGRESS_DEFAULTS)
+VARIABLES.update({
+    'install_local_path': 'ollama_storage_install_local_path',
+    'kubernetes_version': 'kubernetes_version',
+    'nodes': 'nodes',
+})
+
+_DNS_LABEL = re.compile(r'^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')
+_DNS_SUBDOMAIN = re.compile(r'^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')
+_VERSION_TAG = re.compile(r'^v?(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z][0-9A-Za-z.-]*))?$')
+_DIGEST = re.compile(r'^sha256:[0-9a-f]{64}$')
+_PERCENT = re.compile(r'^(\d+)%$')
+_URL = re.compile(r'^https?://[^\s/]+(/\S*)?$')
+
+
+def variable(key):
+    """The user-facing variable for a config key (``replicas`` -> ``ollama_replicas``)."""
+    return VARIABLES.get(key, key)
+
+
+def config_from_role_vars(role_vars):
+    """Config for :func:`compute_plan` from ``ollama_*`` variables (the inverse of
+    :data:`VARIABLES`); other variables are ignored."""
+    reverse = dict((v, k) for k, v in VARIABLES.items() if v.startswith('ollama_'))
+    config = {}
+    ingress = {}
+    for name, value in (role_vars or {}).items():
+        key = reverse.get(name)
+        if key is None:
+            continue
+        if key.startswith('ingress.'):
+            ingress[key[len('ingress.'):]] = value
+        elif key == 'ingress' and isinstance(value, dict):
+            ingress = dict(value, **ingress)
+        else:
+            config[key] = value
+    if ingress:
+        config['ingress'] = ingress
+    return config
+
+
+class Report(object):
+    """Collects every error and warning; decisions keep going after an error."""
+
+    def __init__(self):
+        self.errors = []
+        self.warnings = []
+
+    def error(self, key, message, fix):
+        self.errors.append({'variable': variable(key), 'message': message, 'fix': fix})
+
+    def warn(self, message):
+        if message not in self.warnings:
+            self.warnings.append(message)
+
+
+# ---------------------------------------------------------------- config values
+
+def _as_bool(value):
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ('true', 'yes', 'on', '1'):
+        return True
+    if isinstance(value, str) and value.strip().lower() in ('false', 'no', 'off', '0'):
+        return False
+    if isinstance(value, int):
+        return bool(value)
+    return None
+
+
+def _as_int(value):
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and re.match(r'^\s*-?\d+\s*$', value):
+        return int(value)
+    return None
+
+
+def merge_config(config, report):
+    """Defaults under the given config; ``None`` means not given. Unknown keys warn."""
+    merged = copy.deepcopy(DEFAULTS)
+    for key, value in (config or {}).items():
+        if key not in DEFAULTS:
+            close = difflib.get_close_matches(str(key), list(DEFAULTS), n=1)
+            report.warn('unknown setting ollama_%s is ignored%s' % (
+                key, ' (did you mean %s?)' % variable(close[0]) if close else ''))
+            continue
+        if value is None:
+            continue
+        if key == 'ingress' and isinstance(value, dict):
+            ingress = copy.deepcopy(INGRESS_DEFAULTS)
+            for sub, subvalue in value.items():
+                if sub not in INGRESS_DEFAULTS:
+                    report.warn('unknown setting %s is ignored' % variable('ingress.%s' % sub))
+                elif subvalue is not None:
+                    ingress[sub] = subvalue
+            merged['ingress'] = ingress
+        else:
+            merged[key] = value
+    return merged
+
+
+def check_bool(key, value, report, default=False):
+    result = _as_bool(value)
+    if result is None:
+        report.error(key, '%s must be true or false, got %r' % (variable(key), value),
+                     'set %s: true or %s: false' % (variable(key), variable(key)))
+        return default
+    return result
+
+
+def check_positive_int(key, value, report, minimum=1):
+    """An integer >= minimum, or None after reporting an error."""
+    number = _as_int(value)
+    if number is None or number < minimum:
+        report.error(key, '%s must be a whole number >= %d, got %r' % (variable(key), minimum, value),
+                     'set %s to a whole number of at least %d' % (variable(key), minimum))
+        return None
+    return number
+
+
+def check_dns_label(key, value, report):
+    if not isinstance(value, str) or len(value) > 63 or not _DNS_LABEL.match(value):
+        report.error(key, '%s %r is not a DNS-1123 label (lower-case letters, digits and "-", '
+                          'starting and ending with a letter or digit, at most 63 characters)'
+                     % (variable(key), value),
+                     'set %s to a name such as "ollama"' % variable(key))
+        return None
+    return value
+
+
+def check_kubernetes_version(facts, report):
+    version = facts.get('kubernetes_version') or {}
+    major, minor = version.get('major'), version.get('minor')
+    if major is None or minor is None:
+        report.warn('the Kubernetes server version is unknown; assuming at least %d.%d' % MIN_KUBERNETES)
+        return
+    if (major, minor) < MIN_KUBERNETES:
+        report.error('kubernetes_version',
+                     'the cluster runs Kubernetes %d.%d (%s); this collection needs %d.%d or newer '
+                     '(topology spread node inclusion policies and the PDB unhealthy pod eviction policy)'
+                     % ((major, minor, version.get('git_version') or '?') + MIN_KUBERNETES),
+                     'upgrade the cluster to Kubernetes %d.%d or newer' % MIN_KUBERNETES)
+
+
+def parse_ollama_version(tag):
+    """``"0.11.4"``, ``"v0.11.4"``, ``"0.11.4-rocm"`` -> ((0, 11, 4), "rocm"); else None."""
+    match = _VERSION_TAG.match(tag or '')
+    if not match:
+        return None
+    return (int(match.group(1)), int(match.group(2)), int(match.group(3))), match.group(4)
+
+
+def check_image(image, tag, report):
+    """``{repository, tag, digest, version, ref}`` for the Ollama image; refuses floating
+    tags and releases with known critical CVEs."""
+    result = {'repository': image, 'tag': tag, 'digest': None, 'version': None, 'ref': None}
+    if not isinstance(image, str) or not image.strip() or re.search(r'\s', image):
+        report.error('image', '%s must be an image repository such as docker.io/ollama/ollama, got %r'
+                     % (variable('image'), image), 'set %s: docker.io/ollama/ollama' % variable('image'))
+        image = None
+    elif '@' in image or image.rfind(':') > image.rfind('/'):
+        report.error('image', '%s %r carries a tag or digest; the version belongs in %s'
+                     % (variable('image'), image, variable('image_tag')),
+                     'set %s to the repository alone (e.g. docker.io/ollama/ollama) and the version in %s'
+                     % (variable('image'), variable('image_tag')))
+        image = None
+    tag = '' if tag is None else str(tag).strip()
+    digest = None
+    if '@' in tag:
+        tag, digest = tag.split('@', 1)
+    elif tag.startswith('sha256:'):
+        tag, digest = '', tag
+    fix = 'set %s to a pinned Ollama release at least %d.%d.%d, e.g. "0.11.4"' % (
+        (variable('image_tag'),) + MIN_OLLAMA)
+    if digest is not None and not _DIGEST.match(digest):
+        report.error('image_tag', '%s digest %r is not sha256:<64 hex digits>' % (variable('image_tag'), digest), fix)
+        digest = None
+    version = None
+    if not tag and digest is None:
+        report.error('image_tag', '%s is empty; a floating image changes under a running cluster'
+                     % variable('image_tag'), fix)
+    elif tag.lower() == 'latest':
+        report.error('image_tag', '%s "latest" is not a pinned version: every node may run a different '
+                     'Ollama and a restart can pull an untested one' % variable('image_tag'), fix)
+    elif tag:
+        parsed = parse_ollama_version(tag)
+        if parsed is None:
+            report.error('image_tag', '%s %r is not a release version (like "0.11.4", "v0.11.4" or '
+                         '"0.11.4-rocm")' % (variable('image_tag'), tag), fix)
+        else:
+            version, suffix = parsed
+            if version < MIN_OLLAMA:
+                report.error('image_tag', 'Ollama %s is older than %d.%d.%d and has known critical CVEs '
+                             '(e.g. CVE-2024-37032, remote code execution through /api/pull)'
+                             % ((tag,) + MIN_OLLAMA), fix)
+            if suffix and 'rocm' in suffix:
+                report.warn('%s %r is the AMD ROCm build; on nvidia.com/gpu nodes it runs on the CPU'
+                            % (variable('image_tag'), tag))
+    else:
+        report.warn('%s pins a digest only; the CVE floor (%d.%d.%d) cannot be checked'
+                    % ((variable('image_tag'),) + MIN_OLLAMA))
+    result.update(tag=tag or None, digest=digest, version='.'.join(str(p) for p in version) if version else None)
+    if image:
+        ref = image
+        if tag:
+            ref += ':' + tag
+        if digest:
+            ref += '@' + digest
+        result['ref'] = ref
+    return result
+
+
+# ---------------------------------------------------------------- models
+
+def _valid_model_part(kind, part):
+    limit = 350 if kind == 'host' else 80
+    if not part or len(part) > limit:
+        return False
+    if not (part[0].isalnum() or part[0] == '_') or not part[0].isascii():
+        return False
+    for ch in part[1:]:
+        if ch in '_-':
+            continue
+        if ch == '.':
+            if kind == 'namespace':
+                return False
+            continue
+        if ch == ':':
+            if kind != 'host':
+                return False
+            continue
+        if not (ch.isascii() and ch.isalnum()):
+            return False
+    return True
+
+
+def parse_model_name(name):
+    """Split an Ollama model name ``[host/][namespace/]model[:tag][@digest]`` by Ollama's
+    rules (types/model/name.go). Returns ``(parts, reason)``: parts is a dict with the
+    defaults filled in (registry.ollama.ai, library, latest), or None with the reason."""
+    if not isinstance(name, str) or not name.strip():
+        return None, 'the name is empty'
+    text = name.strip()
+    digest = None
+    if '@' in text:
+        text, digest = text.rsplit('@', 1)
+        if not _DIGEST.match(digest):
+            return None, 'digest %r is not sha256:<64 hex digits>' % digest
+    scheme = ''
+    if '://' in text:
+        scheme, text = text.split('://', 1)
+        if scheme not in ('http', 'https'):
+            return None, 'scheme %r is not http or https' % scheme
+    tag = None
+    if text.rfind(':') > text.rfind('/'):
+        text, tag = text.rsplit(':', 1)
+        if not _valid_model_part('tag', tag):
+            return None, 'tag %r is not valid (1-80 letters, digits, "_", "-", ".", starting with a ' \
+                         'letter, digit or "_")' % tag
+    parts = text.split('/')
+    if len(parts) > 3:
+        return None, 'too many "/" parts (at most host/namespace/model)'
+    kinds = ('host', 'namespace', 'model')[3 - len(parts):]
+    for kind, part in zip(kinds, parts):
+        if not _valid_model_part(kind, part):
+            return None, '%s part %r is not valid' % (kind, part)
+    values = dict(zip(kinds, parts))
+    return {
+        'host': values.get('host', OLLAMA_REGISTRY),
+        'namespace': values.get('namespace', OLLAMA_NAMESPACE),
+        'model': values['model'],
+        'tag': tag or OLLAMA_TAG,
+        'digest': digest,
+        'scheme': scheme or None,
+    }, None
+
+
+def model_display_name(parts):
+    """The shortest name Ollama prints: ``llama3.2:3b``, ``ns/model:tag``, ``host/ns/model:tag``."""
+    short = '%s:%s' % (parts['model'], parts['tag'])
+    if parts['host'] != OLLAMA_REGISTRY:
+        return '%s/%s/%s' % (parts['host'], parts['namespace'], short)
+    if parts['namespace'] != OLLAMA_NAMESPACE:
+        return '%s/%s' % (parts['namespace'], short)
+    return short
+
+
+def normalize_models(models, report):
+    """``[{name, full, size_bytes, size, digest}]`` from the user's list (strings or dicts)."""
+    result = []
+    seen = set()
+    if not isinstance(models, list):
+        report.error('models', '%s must be a list of models, got %r' % (variable('models'), models),
+                     'set %s to a list such as [{name: "llama3.2:3b", size: "2GB"}]' % variable('models'))
+        return result
+    unsized = []
+    for index, item in enumerate(models):
+        if isinstance(item, str):
+            item = {'name': item}
+        if not isinstance(item, dict) or not item.get('name'):
+            report.error('models', '%s entry %d has no name: %r' % (variable('models'), index, item),
+                         'give each entry a name, e.g. {name: "llama3.2:3b", size: "2GB"}')
+            continue
+        name = item['name']
+        parts, reason = parse_model_name(name)
+        if parts is None:
+            report.error('models', 'model %r is not a valid Ollama model name: %s' % (name, reason),
+                         'write it as [host/][namespace/]model[:tag], e.g. "llama3.2:3b" or '
+                         '"hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M"')
+            continue
+        size_bytes = None
+        if item.get('size') not in (None, ''):
+            try:
+                size_bytes = parse_size(item['size'])
+            except QuantityError as exc:
+                report.error('models', 'model %r: size %r is not a size (%s)' % (name, item['size'], exc),
+                             'write the size like "4.7GB", "4.7 GiB" or 5000000000 (bytes)')
+        digest = item.get('digest') or parts['digest']
+        if digest and not _DIGEST.match(str(digest)):
+            report.error('models', 'model %r: digest %r is not sha256:<64 hex digits>' % (name, digest),
+                         'copy the digest from the registry manifest, e.g. "sha256:6a0746a1ec1a..." '
+                         '(64 hex digits), or leave it out')
+            digest = None
+        display = model_display_name(parts)
+        full = '%s/%s/%s:%s' % (parts['host'], parts['namespace'], parts['model'], parts['tag'])
+        if full.lower() in seen:
+            report.warn('model %s is listed twice in %s; pulled once' % (display, variable('models')))
+            continue
+        seen.add(full.lower())
+        if size_bytes is None:
+            unsized.append(display)
+        result.append({
+            'name': display,
+            'given': name,
+            'full': full,
+            'size_bytes': size_bytes,
+            'size': format_size(size_bytes),
+            'digest': digest,
+        })
+    if unsized:
+        report.warn('no size given for %s: the claim size and the GPU memory fit do not count them '
+                    '(add size: to each model in %s)' % (', '.join(unsized), variable('models')))
+    return result
+
+
+# ---------------------------------------------------------------- nodes
+
+def check_tolerations(tolerations, report):
+    """Validated tolerations (Kubernetes shape), or the defaults' after an error."""
+    if not isinstance(tolerations, list):
+        report.error('tolerations', '%s must be a list of tolerations, got %r' % (variable('tolerations'), tolerations),
+                     'set %s to e.g. [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]'
+                     % variable('tolerations'))
+        return []
+    result = []
+    for tol in tolerations:
+        problem = None
+        if not isinstance(tol, dict):
+            problem = 'is not a mapping'
+        else:
+            operator = tol.get('operator') or 'Equal'
+            if operator not in ('Equal', 'Exists'):
+                problem = 'operator %r is not Equal or Exists' % operator
+            elif (tol.get('effect') or '') not in TAINT_EFFECTS:
+                problem = 'effect %r is not NoSchedule, PreferNoSchedule or NoExecute' % tol.get('effect')
+            elif operator == 'Exists' and tol.get('value'):
+                problem = 'operator Exists takes no value'
+            elif operator == 'Equal' and not tol.get('key'):
+                problem = 'an empty key needs operator Exists'
+        if problem:
+            report.error('tolerations', 'toleration %r in %s %s' % (tol, variable('tolerations'), problem),
+                         'write tolerations as Kubernetes does, e.g. {key: nvidia.com/gpu, operator: Exists, '
+                         'effect: NoSchedule}')
+            continue
+        result.append(dict(tol))
+    return result
+
+
+def tolerates(toleration, taint):
+    """Kubernetes' toleration matching (k8s.io/api/core/v1 Toleration.ToleratesTaint)."""
+    effect = toleration.get('effect') or ''
+    if effect and effect != taint.get('effect'):
+        return False
+    key = toleration.get('key') or ''
+    if key and key != taint.get('key'):
+        return False
+    if (toleration.get('operator') or 'Equal') == 'Exists':
+        return True
+    return (toleration.get('value') or '') == (taint.get('value') or '')
+
+
+def untolerated_taints(node, tolerations):
+    """Taints on a node that keep a pod with these tolerations off it."""
+    return [t for t in node.get('taints') or []
+            if t.get('effect') in BLOCKING_EFFECTS and not any(tolerates(tol, t) for tol in tolerations)]
+
+
+def format_taint(taint):
+    if taint.get('value'):
+        return '%s=%s:%s' % (taint['key'], taint['value'], taint['effect'])
+    return '%s:%s' % (taint['key'], taint['effect'])
+
+
+def check_node_label(value, report):
+    """``{key, value}`` or None (no node label affinity). Also takes "key=value"."""
+    if value in ({}, ''):
+        return None
+    if isinstance(value, str) and '=' in value:
+        key, val = value.split('=', 1)
+        value = {'key': key, 'value': val}
+    if not isinstance(value, dict) or not value.get('key') or not isinstance(value.get('key'), str):
+        report.error('gpu_node_label', '%s must be {key, value}, got %r' % (variable('gpu_node_label'), value),
+                     'set %s: {key: nvidia.com/gpu.present, value: "true"}' % variable('gpu_node_label'))
+        return None
+    label_value = value.get('value', '')
+    if isinstance(label_value, bool):
+        # YAML turns an unquoted true into a boolean; a label value is the string "true".
+        label_value = 'true' if label_value else 'false'
+    return {'key': value['key'], 'value': str(label_value)}
+
+
+def check_node_selector(value, report):
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        report.error('node_selector', '%s must map label keys to string values, got %r'
+                     % (variable('node_selector'), value),
+                     'set %s to e.g. {nvidia.com/gpu.product: NVIDIA-H100-80GB-HBM3} (quote values like "true")'
+                     % variable('node_selector'))
+        return {}
+    return dict(value)
+
+
+def select_eligible_nodes(facts, node_label, tolerations, gpus_per_pod, node_selector, label_nodes, report,
+                          gpu_error_reported=False):
+    """GPU nodes a replica can land on: ready, schedulable, carrying the node label
+    (or to be labelled when ``label_nodes``), all blocking taints tolerated, enough
+    allocatable GPUs, matching the node selector. Filters run in that order; when one
+    empties the set, its error explains why. Returns ``(eligible, excluded, to_label)``."""
+    excluded = {}
+    gpu_nodes = [n for n in facts.get('nodes') or [] if n.get('gpu_allocatable', 0) > 0]
+    if not gpu_nodes:
+        if not gpu_error_reported:
+            present = [n['name'] for n in facts.get('nodes') or [] if n.get('gpu_present_label')]
+            report.error('nodes', 'no node advertises nvidia.com/gpu%s' % (
+                ' (labelled nvidia.com/gpu.present=true but 0 allocatable: %s)' % ', '.join(present)
+                if present else ''),
+                'add GPU nodes and run the NVIDIA device plugin or GPU operator on them so they '
+                'advertise nvidia.com/gpu')
+        return [], excluded, []
+
+    def step(nodes, keep, reason):
+        kept = []
+        for node in nodes:
+            why = reason(node) if not keep(node) else None
+            if why:
+                excluded[node['name']] = why
+            else:
+                kept.append(node)
+        return kept
+
+    usable = step(gpu_nodes, lambda n: n.get('ready') and n.get('schedulable'),
+                  lambda n: 'not ready' if not n.get('ready') else 'cordoned (unschedulable)')
+    if not usable:
+        report.error('nodes', 'no GPU node is ready and schedulable: %s' % ', '.join(
+            '%s (%s)' % (name, why) for name, why in sorted(excluded.items())),
+            'repair or uncordon a GPU node (kubectl uncordon NODE) and run again')
+        return [], excluded, []
+
+    to_label = []
+    labelled = usable
+    if node_label:
+        def has_label(n):
+            return (n.get('labels') or {}).get(node_label['key']) == node_label['value']
+        if label_nodes:
+            to_label = [n['name'] for n in usable if not has_label(n)]
+        else:
+            labelled = step(usable, has_label, lambda n: 'no label %s=%s' % (node_label['key'], node_label['value']))
+            if not labelled:
+                report.error('gpu_node_label',
+                             'GPU nodes %s do not carry the label %s=%s that the pods require'
+                             % (', '.join(n['name'] for n in usable), node_label['key'], node_label['value']),
+                             'set ollama_gpu_label_nodes: true to label them, run NVIDIA GPU feature discovery '
+                             '(or the GPU operator) which sets nvidia.com/gpu.present=true, or set %s to a '
+                             'label the GPU nodes carry' % variable('gpu_node_label'))
+                return [], excluded, []
+
+    tolerated = step(labelled, lambda n: not untolerated_taints(n, tolerations),
+                     lambda n: 'taints not tolerated: %s' % ', '.join(
+                         format_taint(t) for t in untolerated_taints(n, tolerations)))
+    if not tolerated:
+        taints = sorted(set(format_taint(t) for n in labelled for t in untolerated_taints(n, tolerations)))
+        report.error('tolerations', 'every GPU node has a taint the pods do not tolerate: %s (nodes: %s)'
+                     % (', '.join(taints), ', '.join(n['name'] for n in labelled)),
+                     'add a toleration for %s to %s, or remove the taint from a GPU node'
+                     % (taints[0], variable('tolerations')))
+        return [], excluded, []
+
+    big = step(tolerated, lambda n: n.get('gpu_allocatable', 0) >= gpus_per_pod,
+               lambda n: '%d allocatable GPUs < %d per pod' % (n.get('gpu_allocatable', 0), gpus_per_pod))
+    if not big:
+        most = max(n.get('gpu_allocatable', 0) for n in tolerated)
+        report.error('gpus_per_pod', '%s is %d but the largest eligible GPU node has %d allocatable GPUs'
+                     % (variable('gpus_per_pod'), gpus_per_pod, most),
+                     'set %s to at most %d, or add nodes with more GPUs' % (variable('gpus_per_pod'), most))
+        return [], excluded, []
+
+    eligible = big
+    if node_selector:
+        eligible = step(big, lambda n: all((n.get('labels') or {}).get(k) == v for k, v in node_selector.items()),
+                        lambda n: 'does not match %s' % variable('node_selector'))
+        if not eligible:
+            report.error('node_selector', '%s %s matches none of the eligible GPU nodes (%s)'
+                         % (variable('node_selector'), ', '.join('%s=%s' % kv for kv in sorted(node_selector.items())),
+                            ', '.join(n['name'] for n in big)),
+                         'change %s to labels a GPU node carries, or clear it' % variable('node_selector'))
+            return [], excluded, []
+    to_label = [name for name in to_label if name in set(n['name'] for n in eligible)]
+    return eligible, excluded, to_label
+
+
+def check_device_plugin(facts, require, report):
+    """The NVIDIA device plugin must run and be healthy. Returns True when an error was
+    reported. GPUs advertised without a plugin DaemonSet (a host-level plugin, as on
+    Bottlerocket) only warn."""
+    if not require:
+        return False
+    plugin = facts.get('device_plugin') or {}
+    advertised = any(n.get('gpu_allocatable', 0) > 0 for n in facts.get('nodes') or [])
+    fix = ('install the NVIDIA device plugin (nvidia/k8s-device-plugin) or the NVIDIA GPU operator; set '
+           '%s: false only when GPUs are advertised another way' % variable('require_device_plugin'))
+    if not plugin.get('found'):
+        if advertised:
+            report.warn('no NVIDIA device plugin DaemonSet found, yet nodes advertise nvidia.com/gpu '
+                        '(a host-level plugin?)')
+            return False
+        report.error('require_device_plugin', 'no NVIDIA device plugin DaemonSet runs and no node advertises '
+                     'nvidia.com/gpu, so no pod can get a GPU', fix)
+        return True
+    if not plugin.get('healthy'):
+        report.error('require_device_plugin', 'the NVIDIA device plugin DaemonSet %s/%s is not healthy: %d of %d '
+                     'ready' % (plugin.get('namespace'), plugin.get('name'), plugin.get('ready', 0),
+                                plugin.get('desired', 0)),
+                     'fix the device plugin pods (kubectl -n %s describe daemonset %s); %s'
+                     % (plugin.get('namespace'), plugin.get('name'), fix))
+        return True
+    return False
+
+
+def decide_runtime_class(facts, value, report):
+    """``"auto"``: ``nvidia`` on k3s without the GPU operator (k3s registers it when the
+    NVIDIA container toolkit is installed); none elsewhere. ``""``: none. A name must exist."""
+    existing = facts.get('runtime_classes') or []
+    if value in ('', None):
+        return None
+    if value == 'auto':
+        if facts.get('distribution') != 'k3s' or facts.get('gpu_operator'):
+            return None
+        if 'nvidia' in existing:
+            return 'nvidia'
+        report.error('runtime_class', 'this k3s cluster has no "nvidia" RuntimeClass and no GPU operator: '
+                     'Ollama pods would start under runc and see no GPU',
+                     'install the NVIDIA container toolkit on the k3s GPU hosts and restart k3s so it registers '
+                     'the nvidia runtime and RuntimeClass, or set %s: "" when containerd already defaults to '
+                     'the nvidia runtime' % variable('runtime_class'))
+        return None
+    if not isinstance(value, str) or value not in existing:
+        report.error('runtime_class', 'RuntimeClass %r does not exist (existing: %s)'
+                     % (value, ', '.join(existing) or 'none'),
+                     'set %s to one of the existing RuntimeClasses, "auto", or "" for none'
+                     % variable('runtime_class'))
+        return None
+    return value
+
+
+# ---------------------------------------------------------------- capacity and HA
+
+def node_slots(node, gpus_per_pod, one_per_node, free=True):
+    """Replicas a node can take: its (free or allocatable) GPUs // gpus_per_pod, at most
+    one under required anti-affinity."""
+    gpus = node.get('gpu_free' if free else 'gpu_allocatable', 0)
+    slots = gpus // gpus_per_pod if gpus_per_pod else 0
+    return min(slots, 1) if one_per_node else slots
+
+
+def decide_anti_affinity(value, replicas, eligible, report):
+    """``required`` (hard), ``preferred`` (soft) or ``none`` for a single replica."""
+    if value not in ANTI_AFFINITY:
+        report.error('anti_affinity', '%s must be hard or soft, got %r' % (variable('anti_affinity'), value),
+                     'set %s: hard (one replica per node) or soft' % variable('anti_affinity'))
+        return 'none' if replicas <= 1 else 'required'
+    if replicas <= 1:
+        return 'none'
+    if value == 'soft':
+        report.warn('%s is soft: several replicas may share a node, and losing that node takes them all down'
+                    % variable('anti_affinity'))
+        return 'preferred'
+    if eligible and replicas > len(eligible):
+        report.error('replicas', '%s is %d but hard anti-affinity puts at most one replica on each of the %d '
+                     'eligible GPU nodes (%s)' % (variable('replicas'), replicas, len(eligible),
+                                                  ', '.join(n['name'] for n in eligible)),
+                     'lower %s to %d, add GPU nodes, or set %s: soft'
+                     % (variable('replicas'), len(eligible), variable('anti_affinity')))
+    return 'required'
+
+
+def check_free_gpus(eligible, replicas, gpus_per_pod, existing_replicas, one_per_node, report):
+    """Enough free GPUs for the replicas not yet running. Returns the spare slots (free
+    slots beyond those needed), which decide whether a rolling update may surge."""
+    if not eligible:
+        return 0
+    slots = sum(node_slots(n, gpus_per_pod, one_per_node) for n in eligible)
+    needed = max(0, replicas - existing_replicas)
+    if slots < needed:
+        report.error('replicas', 'all GPUs taken: %d more replica(s) of %d GPU(s) need room but the eligible '
+                     'nodes have room for %d (free/allocatable: %s)'
+                     % (needed, gpus_per_pod, slots, ', '.join(
+                         '%s %d/%d' % (n['name'], n.get('gpu_free', 0), n.get('gpu_allocatable', 0))
+                         for n in eligible)),
+                     'free GPUs (scale down other GPU workloads), add GPU nodes, or lower %s or %s'
+                     % (variable('replicas'), variable('gpus_per_pod')))
+    return max(0, slots - needed)
+
+
+def even_spread_feasible(replicas, zone_capacity):
+    """Can ``replicas`` spread over these zones with maxSkew 1? Each zone then holds
+    ``replicas // zones`` or one more."""
+    zones = len(zone_capacity)
+    if zones == 0:
+        return False
+    base, extra = divmod(replicas, zones)
+    caps = list(zone_capacity.values())
+    return all(c >= base for c in caps) and sum(1 for c in caps if c >= base + 1) >= extra
+
+
+def decide_zone_spread(value, replicas, eligible, anti_affinity, gpus_per_pod, report):
+    """``{zone_spread, zone_spread_when, zones}``: spread over zones with maxSkew 1;
+    DoNotSchedule only under hard anti-affinity when an even spread fits."""
+    zones = sorted(set(n['zone'] for n in eligible if n.get('zone')))
+    if isinstance(value, str) and value != 'auto':
+        value = _as_bool(value)
+    if value not in ('auto', True, False):
+        report.error('zone_spread', '%s must be auto, true or false, got %r' % (variable('zone_spread'), value),
+                     'set %s: auto' % variable('zone_spread'))
+        value = 'auto'
+    if value == 'auto':
+        enabled = replicas > 1 and len(zones) >= 2
+    else:
+        enabled = value
+    when = 'ScheduleAnyway'
+    if enabled and len(zones) < 2:
+        report.warn('%s is on but the eligible GPU nodes span %d zone(s); the spread has no effect'
+                    % (variable('zone_spread'), len(zones)))
+    elif enabled:
+        unzoned = [n['name'] for n in eligible if not n.get('zone')]
+        capacity = {}
+        for node in eligible:
+            if node.get('zone'):
+                capacity[node['zone']] = capacity.get(node['zone'], 0) + node_slots(
+                    node, gpus_per_pod, anti_affinity == 'required', free=False)
+        if anti_affinity == 'required' and not unzoned and even_spread_feasible(replicas, capacity):
+            when = 'DoNotSchedule'
+        elif anti_affinity == 'required':
+            report.warn('%d replicas cannot spread evenly over zones %s (GPU node slots per zone: %s%s); the zone '
+                        'spread is only preferred' % (replicas, ', '.join(zones), ', '.join(
+                            '%s=%d' % kv for kv in sorted(capacity.items())),
+                            '; nodes without a zone label: %s' % ', '.join(unzoned) if unzoned else ''))
+    return {'zone_spread': bool(enabled), 'zone_spread_when': when, 'zones': zones}
+
+
+def decide_pdb(value, replicas, report):
+    """``{min_available, unhealthy_pod_eviction_policy}`` or None. Auto: replicas - 1."""
+    if value in ('', None, 'auto'):
+        if replicas <= 1:
+            report.warn('one replica: no PodDisruptionBudget, so draining its node takes the endpoint down '
+                        '(raise %s for availability)' % variable('replicas'))
+            return None
+        return {'min_available': replicas - 1, 'unhealthy_pod_eviction_policy': 'AlwaysAllow'}
+    if replicas <= 1:
+        fix = 'set %s: "" (one replica gets no PodDisruptionBudget), or raise %s' % (
+            variable('pdb_min_available'), variable('replicas'))
+    else:
+        fix = 'set %s to less than %s (%d), or "" for replicas - 1' % (
+            variable('pdb_min_available'), variable('replicas'), replicas)
+    match = _PERCENT.match(value) if isinstance(value, str) else None
+    if match:
+        percent = int(match.group(1))
+        if percent > 100:
+            report.error('pdb_min_available', '%s %s is above 100%%' % (variable('pdb_min_available'), value), fix)
+            return None
+        effective = -(-percent * replicas // 100)
+        shown = value
+    else:
+        effective = _as_int(value)
+        if effective is None or effective < 0:
+            report.error('pdb_min_available', '%s must be a whole number >= 0, a percentage or "", got %r'
+                         % (variable('pdb_min_available'), value), fix)
+            return None
+        shown = effective
+    if effective >= replicas:
+        report.error('pdb_min_available', '%s %s keeps all %d replica(s) up, so a node drain could never proceed'
+                     % (variable('pdb_min_available'), value, replicas), fix)
+        return None
+    if effective == 0:
+        report.warn('%s is 0: no PodDisruptionBudget is created' % variable('pdb_min_available'))
+        return None
+    return {'min_available': shown, 'unhealthy_pod_eviction_policy': 'AlwaysAllow'}
+
+
+# ---------------------------------------------------------------- storage
+
+def choose_storage_class(facts, name, install_local_path, report):
+    """``{name, provisioner, binding_mode, rwx, allow_expansion, install_local_path}`` or None.
+    "" takes the cluster default; without one, a class named local-path (k3s bundles it),
+    else the local-path provisioner when ``install_local_path``."""
+    classes = dict((c['name'], c) for c in facts.get('storage_classes') or [])
+    existing = ', '.join(sorted(classes)) or 'none'
+    local_path = {'name': LOCAL_PATH_CLASS, 'provisioner': LOCAL_PATH_PROVISIONER,
+                  'binding_mode': 'WaitForFirstConsumer', 'rwx': False, 'allow_expansion': False,
+                  'install_local_path': True}
+
+    def pick(sc):
+        return {'name': sc['name'], 'provisioner': sc.get('provisioner'),
+                'binding_mode': sc.get('binding_mode') or 'Immediate', 'rwx': bool(sc.get('rwx')),
+                'allow_expansion': bool(sc.get('allow_expansion')), 'install_local_path': False}
+
+    if not isinstance(name, str):
+        report.error('storage_class', '%s must be a StorageClass name or "", got %r' % (variable('storage_class'), name),
+                     'set %s to one of: %s, or "" for the cluster default' % (variable('storage_class'), existing))
+        return None
+    if name:
+        if name in classes:
+            return pick(classes[name])
+        if name == LOCAL_PATH_CLASS and install_local_path:
+            return local_path
+        report.error('storage_class', 'StorageClass %r does not exist (existing: %s)' % (name, existing),
+                     'set %s to one of the existing classes, or "" for the cluster default%s'
+                     % (variable('storage_class'), '' if name != LOCAL_PATH_CLASS else
+                        ', or set ollama_storage_install_local_path: true to install local-path'))
+        return None
+    default = facts.get('default_storage_class')
+    if default in classes:
+        return pick(classes[default])
+    if LOCAL_PATH_CLASS in classes:
+        report.warn('no default StorageClass; using %s' % LOCAL_PATH_CLASS)
+        return pick(classes[LOCAL_PATH_CLASS])
+    if install_local_path:
+        return local_path
+    report.error('storage_class', 'no StorageClass named and the cluster has no default one (existing: %s)' % existing,
+                 'set ollama_storage_install_local_path: true to install the local-path provisioner, or set %s '
+                 'to an existing class' % variable('storage_class'))
+    return None
+
+
+def decide_storage_layout(mode, replicas, rwx, class_name, rwx_classes, report, class_known=True):
+    """``(mode, workload_kind, strategy, access_mode)``.
+
+    auto: one replica -> one claim, Deployment (Recreate on RWO, RollingUpdate on RWX);
+    several -> one RWX claim shared by a Deployment when the class is RWX, else a
+    StatefulSet with a claim per replica. shared with several replicas needs RWX
+    (an RWO volume cannot attach to pods on several nodes: Multi-Attach); that is not
+    judged when the class itself is in error (``class_known`` false)."""
+    if mode not in STORAGE_MODES:
+        report.error('storage_mode', '%s must be one of %s, got %r'
+                     % (variable('storage_mode'), ', '.join(STORAGE_MODES), mode),
+                     'set %s: auto' % variable('storage_mode'))
+        mode = 'auto'
+    if mode == 'auto':
+        mode = 'shared' if replicas == 1 or rwx else 'per_replica'
+    if mode == 'per_replica':
+        return 'per_replica', 'StatefulSet', 'RollingUpdate', 'ReadWriteOnce'
+    if replicas > 1 and not rwx and class_known:
+        report.error('storage_mode', '%s is shared with %d replicas but StorageClass %s is ReadWriteOnce: the '
+                     'volume cannot attach to pods on several nodes (Multi-Attach error)'
+                     % (variable('storage_mode'), replicas, class_name or '(none)'),
+                     'set %s: per_replica (a claim per replica, no RWX needed) or %s to a ReadWriteMany class%s'
+                     % (variable('storage_mode'), variable('storage_class'),
+                        ' (here: %s)' % ', '.join(rwx_classes) if rwx_classes else ' (EFS, NFS, CephFS, ...)'))
+    if rwx:
+        return 'shared', 'Deployment', 'RollingUpdate', 'ReadWriteMany'
+    return 'shared', 'Deployment', 'Recreate', 'ReadWriteOnce'
+
+
+def decide_claim_size(claim_size, headroom, models, report):
+    """``(size, bytes)``. "" sizes the claim for the models: sum * (1 + headroom%), whole Gi
+    rounded up, at least 10Gi. An explicit size must hold the models."""
+    total = sum(m['size_bytes'] for m in models if m.get('size_bytes'))
+    wanted = -(-total * (100 + headroom) // 100)
+    if claim_size in ('', None, 'auto'):
+        size = format_gi(wanted, minimum_gi=MIN_CLAIM_GI)
+        return size, int(size[:-2]) * GI
+    try:
+        size_bytes = quantity_to_bytes(claim_size)
+    except QuantityError:
+        report.error('claim_size', '%s %r is not a Kubernetes quantity' % (variable('claim_size'), claim_size),
+                     'set %s like "50Gi", or "" to size it from the models' % variable('claim_size'))
+        return None, None
+    if size_bytes < total:
+        report.error('claim_size', '%s %s (%s) is smaller than the models it must hold: %s = %s'
+                     % (variable('claim_size'), claim_size, format_size(size_bytes), ' + '.join(
+                         '%s %s' % (m['name'], m['size']) for m in models if m.get('size_bytes')),
+                        format_size(total)),
+                     'set %s to at least %s, or "" to size it from the models'
+                     % (variable('claim_size'), format_gi(wanted)))
+    elif size_bytes < wanted:
+        report.warn('%s %s leaves less than %d%% headroom over the models (%s)'
+                    % (variable('claim_size'), claim_size, headroom, format_size(total)))
+    return str(claim_size), size_bytes
+
+
+def check_gpu_memory(models, eligible, gpus_per_pod, allow_cpu_offload, report):
+    """Each sized model against the smallest known GPU memory of the eligible nodes
+    (times the GPUs per pod). Too big -> error, or a warning when CPU offload is allowed."""
+    if not eligible or not models:
+        return None
+    unknown = [n['name'] for n in eligible if not n.get('gpu_memory_mib')]
+    known = [n for n in eligible if n.get('gpu_memory_mib')]
+    if unknown:
+        report.warn('GPU memory unknown on %s (no nvidia.com/gpu.memory label); the model fit is %s'
+                    % (', '.join(unknown), 'checked on the other nodes only' if known else 'not checked'))
+    if not known:
+        return None
+    smallest = min(known, key=lambda n: n['gpu_memory_mib'])
+    vram = smallest['gpu_memory_mib'] * MI * gpus_per_pod
+    where = '%s (%s, %d MiB x %d GPU)' % (
+        smallest['name'], smallest.get('gpu_product') or 'GPU', smallest['gpu_memory_mib'], gpus_per_pod)
+    for model in models:
+        size = model.get('size_bytes')
+        if not size:
+            continue
+        if size > vram:
+            message = ('model %s (%s) is larger than the GPU memory of %s; Ollama would offload layers to the '
+                       'CPU and answer at a few tokens/s' % (model['name'], model['size'], where))
+            if allow_cpu_offload:
+                report.warn(message + ' (allowed by %s)' % variable('allow_cpu_offload'))
+            else:
+                fix = ('pick a smaller model or quantization, raise %s, select larger GPUs with %s, or set %s: true '
+                       'to accept CPU offload' % (variable('gpus_per_pod'), variable('node_selector'),
+                                                  variable('allow_cpu_offload')))
+                report.error('models', message, fix)
+        elif size * 10 > vram * 9:
+            report.warn('model %s (%s) fills more than 90%% of the GPU memory of %s; a long context may spill '
+                        'to the CPU' % (model['name'], model['size'], where))
+    return smallest['gpu_memory_mib']
+
+
+def check_existing_objects(facts, name, workload_kind, storage, report):
+    """Warn about what a run would change on objects that already exist."""
+    existing = facts.get('existing') or {}
+    for workload in existing.get('workloads') or []:
+        if workload.get('name') == name and workload.get('kind') != workload_kind:
+            report.warn('%s %s exists and will be replaced by a %s; models are pulled again into the new claims'
+                        % (workload['kind'], name, workload_kind))
+    claims = dict((c['name'], c) for c in existing.get('claims') or [])
+    for claim_name in storage.get('claim_names') or []:
+        claim = claims.get(claim_name)
+        if not claim:
+            continue
+        if storage.get('class') and claim.get('storage_class') and claim['storage_class'] != storage['class']:
+            report.warn('claim %s exists on StorageClass %s, not %s; a claim cannot move, delete it to change class'
+                        % (claim_name, claim['storage_class'], storage['class']))
+        if storage.get('size_bytes') and claim.get('size_bytes') and claim['size_bytes'] < storage['size_bytes']:
+            report.warn('claim %s holds %s, less than the planned %s; %s' % (
+                claim_name, format_gi(claim['size_bytes']), storage['size'],
+                'its class allows expansion' if storage.get('allow_expansion')
+                else 'its class does not allow expansion'))
+
+
+# ---------------------------------------------------------------- ingress
+
+def normalize_ingress(ingress, report):
+    """The ingress as the templates render it; refuses an unauthenticated endpoint unless
+    ``allow_unauthenticated`` says so out loud."""
+    if not isinstance(ingress, dict):
+        report.error('ingress', '%s must be a mapping, got %r' % (variable('ingress'), ingress),
+                     'set %s: {enabled: false}' % variable('ingress'))
+        ingress = {}
+    result = copy.deepcopy(INGRESS_DEFAULTS)
+    result.update(ingress)
+    for key in ('enabled', 'allow_unauthenticated', 'open_admin_endpoints'):
+        result[key] = check_bool('ingress.%s' % key, result[key], report)
+    result['blocked_paths'] = [] if result['open_admin_endpoints'] else list(ADMIN_ENDPOINTS)
+    if not result['enabled']:
+        return result
+    host = result.get('host')
+    if not host:
+        report.error('ingress.host', '%s is empty but the ingress is enabled' % variable('ingress.host'),
+                     'set %s to the public host name, e.g. ollama.example.com' % variable('ingress.host'))
+    elif not isinstance(host, str) or len(host) > 253 or not _DNS_SUBDOMAIN.match(
+            host[2:] if host.startswith('*.') else host):
+        report.error('ingress.host', '%s %r is not a DNS name' % (variable('ingress.host'), host),
+                     'set %s to a lower-case DNS name such as ollama.example.com' % variable('ingress.host'))
+    auth = result.get('auth_type')
+    if auth not in INGRESS_AUTH:
+        report.error('ingress.auth_type', '%s must be basic, external or none, got %r'
+                     % (variable('ingress.auth_type'), auth),
+                     'set %s: basic and %s' % (variable('ingress.auth_type'), variable('ingress.auth_secret')))
+    elif auth == 'none':
+        if result['allow_unauthenticated']:
+            report.warn('THE OLLAMA INGRESS HAS NO AUTHENTICATION (%s: true): anyone who reaches %s can run '
+                        'models%s' % (variable('ingress.allow_unauthenticated'), host or 'it',
+                                      ' and pull, push, create and delete them' if result['open_admin_endpoints']
+                                      else ''))
+        else:
+            report.error('ingress.auth_type', 'the ingress is enabled without authentication; Ollama itself has '
+                         'none, so anyone who reaches it can use every model',
+                         'set %s: basic with %s, or external with %s; to expose it unauthenticated anyway set '
+                         '%s: true' % (variable('ingress.auth_type'), variable('ingress.auth_secret'),
+                                       variable('ingress.auth_url'), variable('ingress.allow_unauthenticated')))
+    elif auth == 'basic' and not result.get('auth_secret'):
+        report.error('ingress.auth_secret', '%s is basic but %s is empty'
+                     % (variable('ingress.auth_type'), variable('ingress.auth_secret')),
+                     'set %s to a Secret in the namespace holding an htpasswd "auth" key'
+                     % variable('ingress.auth_secret'))
+    elif auth == 'external':
+        url = result.get('auth_url')
+        if not url:
+            report.error('ingress.auth_url', '%s is external but %s is empty'
+                         % (variable('ingress.auth_type'), variable('ingress.auth_url')),
+                         'set %s to the URL of the auth service (e.g. oauth2-proxy\'s /oauth2/auth)'
+                         % variable('ingress.auth_url'))
+        elif not isinstance(url, str) or not _URL.match(url):
+            report.error('ingress.auth_url', '%s %r is not an http(s) URL' % (variable('ingress.auth_url'), url),
+                         'set %s to e.g. https://auth.example.com/oauth2/auth' % variable('ingress.auth_url'))
+    if result['open_admin_endpoints']:
+        report.warn('%s: true exposes %s through the ingress' % (
+            variable('ingress.open_admin_endpoints'), ', '.join(ADMIN_ENDPOINTS)))
+    if auth == 'basic' and not result.get('tls_secret'):
+        report.warn('basic auth on the ingress without %s: credentials cross the network in clear unless TLS '
+                    'ends before the ingress' % variable('ingress.tls_secret'))
+    return result
+
+
+# ---------------------------------------------------------------- the plan
+
+def compute_plan(facts, config):
+    """Every decision, or every error with its fix. See the module docstring."""
+    report = Report()
+    for message in (facts or {}).get('warnings') or []:
+        report.warn(message)
+    facts = facts or {}
+    cfg = merge_config(config, report)
+
+    check_kubernetes_version(facts, report)
+    name = check_dns_label('name', cfg['name'], report) or DEFAULTS['name']
+    namespace = check_dns_label('namespace', cfg['namespace'], report)
+    replicas = check_positive_int('replicas', cfg['replicas'], report) or 1
+    gpus_per_pod = check_positive_int('gpus_per_pod', cfg['gpus_per_pod'], report) or 1
+    image = check_image(cfg['image'], cfg['image_tag'], report)
+    install_local_path = check_bool('install_local_path', cfg['install_local_path'], report)
+    label_nodes = check_bool('gpu_label_nodes', cfg['gpu_label_nodes'], report)
+    require_plugin = check_bool('require_device_plugin', cfg['require_device_plugin'], report, default=True)
+    memory_check = check_bool('gpu_memory_check', cfg['gpu_memory_check'], report, default=True)
+    allow_offload = check_bool('allow_cpu_offload', cfg['allow_cpu_offload'], report)
+    headroom = check_positive_int('claim_headroom_percent', cfg['claim_headroom_percent'], report, minimum=0)
+    headroom = DEFAULTS['claim_headroom_percent'] if headroom is None else headroom
+    existing_replicas = cfg['existing_replicas']
+    if existing_replicas is None:
+        existing_replicas = (facts.get('existing') or {}).get('ollama_replicas') or 0
+    existing_replicas = check_positive_int('existing_replicas', existing_replicas, report, minimum=0) or 0
+
+    models = normalize_models(cfg['models'], report)
+    tolerations = check_tolerations(cfg['tolerations'], report)
+    node_label = check_node_label(cfg['gpu_node_label'], report)
+    node_selector = check_node_selector(cfg['node_selector'], report)
+
+    plugin_error = check_device_plugin(facts, require_plugin, report)
+    runtime_class = decide_runtime_class(facts, cfg['runtime_class'], report)
+    eligible, excluded, to_label = select_eligible_nodes(
+        facts, node_label, tolerations, gpus_per_pod, node_selector, label_nodes, report,
+        gpu_error_reported=plugin_error)
+
+    errors_before = len(report.errors)
+    anti_affinity = decide_anti_affinity(cfg['anti_affinity'], replicas, eligible, report)
+    spare_slots = 0
+    if len(report.errors) == errors_before:
+        spare_slots = check_free_gpus(eligible, replicas, gpus_per_pod, existing_replicas,
+                                      anti_affinity == 'required', report)
+    spread = decide_zone_spread(cfg['zone_spread'], replicas, eligible, anti_affinity, gpus_per_pod, report)
+    pdb = decide_pdb(cfg['pdb_min_available'], replicas, report)
+
+    # storage
+    sc = choose_storage_class(facts, cfg['storage_class'], install_local_path, report)
+    rwx_override = cfg['storage_class_rwx']
+    if rwx_override == 'auto':
+        rwx = bool(sc and sc['rwx'])
+    else:
+        rwx = check_bool('storage_class_rwx', rwx_override, report)
+    rwx_classes = sorted(c['name'] for c in facts.get('storage_classes') or []
+                         if c.get('rwx') or c.get('provisioner') in RWX_PROVISIONERS)
+    mode, workload_kind, strategy, access_mode = decide_storage_layout(
+        cfg['storage_mode'], replicas, rwx, sc['name'] if sc else None, rwx_classes, report,
+        class_known=sc is not None or rwx_override != 'auto')
+    size, size_bytes = decide_claim_size(cfg['claim_size'], headroom, models, report)
+    if workload_kind == 'StatefulSet':
+        claim_name, template_name = None, 'models'
+        claim_names = ['models-%s-%d' % (name, i) for i in range(replicas)]
+    else:
+        claim_name, template_name = '%s-models' % name, None
+        claim_names = [claim_name]
+    storage = {
+        'mode': mode,
+        'class': sc['name'] if sc else None,
+        'provisioner': sc['provisioner'] if sc else None,
+        'access_mode': access_mode,
+        'size': size,
+        'size_bytes': size_bytes,
+        'binding_mode': sc['binding_mode'] if sc else None,
+        'allow_expansion': sc['allow_expansion'] if sc else False,
+        'install_local_path': bool(sc and sc['install_local_path']),
+        'claim_name': claim_name,
+        'claim_template_name': template_name,
+        'claim_names': claim_names,
+        'pull_scope': 'each_replica' if workload_kind == 'StatefulSet' and replicas > 1 else 'once',
+    }
+    if sc and sc['provisioner'] in NODE_LOCAL_PROVISIONERS:
+        report.warn('StorageClass %s keeps models on one node\'s disk: a replica is pinned to the node its claim '
+                    'first bound on, and stays Pending while that node is gone' % sc['name'])
+    all_zones = set(n.get('zone') for n in facts.get('nodes') or [] if n.get('zone'))
+    if sc and sc['binding_mode'] == 'Immediate' and access_mode == 'ReadWriteOnce' and len(all_zones) > 1:
+        report.warn('StorageClass %s binds Immediately: a volume may be created in a zone without a GPU node; '
+                    'prefer volumeBindingMode WaitForFirstConsumer' % sc['name'])
+
+    rolling_update = None
+    if workload_kind == 'Deployment' and strategy == 'RollingUpdate':
+        # A surge pod needs a free GPU slot; without one, take a replica down first.
+        rolling_update = ({'max_surge': 1, 'max_unavailable': 0} if spare_slots >= 1
+                          else {'max_surge': 0, 'max_unavailable': 1})
+
+    if memory_check:
+        check_gpu_memory(models, eligible, gpus_per_pod, allow_offload, report)
+    check_existing_objects(facts, name, workload_kind, storage, report)
+    ingress = normalize_ingress(cfg['ingress'], report)
+
+    return {
+        'ok': not report.errors,
+        'errors': report.errors,
+        'warnings': report.warnings,
+        'name': name,
+        'namespace': namespace,
+        'distribution': facts.get('distribution'),
+        'image': image,
+        'workload_kind': workload_kind,
+        'strategy': strategy,
+        'rolling_update': rolling_update,
+        'pod_management_policy': 'Parallel' if workload_kind == 'StatefulSet' else None,
+        'replicas': replicas,
+        'gpus_per_pod': gpus_per_pod,
+        'storage': storage,
+        'affinity': {
+            'node_label': node_label,
+            'anti_affinity': anti_affinity,
+            'anti_affinity_topology_key': HOSTNAME_KEY,
+            'label_selector': {'app.kubernetes.io/name': 'ollama', 'app.kubernetes.io/instance': name},
+            'zone_spread': spread['zone_spread'],
+            'zone_spread_when': spread['zone_spread_when'],
+            'zone_topology_key': ZONE_KEY,
+            'max_skew': 1,
+            'node_affinity_policy': 'Honor',
+            'node_taints_policy': 'Honor',
+        },
+        'tolerations': tolerations,
+        'node_selector': node_selector,
+        'runtime_class': runtime_class,
+        'pdb': pdb,
+        'eligible_nodes': [n['name'] for n in eligible],
+        'excluded_nodes': excluded,
+        'label_nodes': to_label,
+        'zones': spread['zones'],
+        'models': models,
+        'ingress': ingress,
+    }
