@@ -1,0 +1,183 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one place that imports kubernetes.core: module base, API client, paginated lists, raw requests.
+
+Modules talk to the API by path (no discovery round trips) with the same credentials as every
+kubernetes.core task: module options, then K8S_AUTH_* environment variables, then ~/.kube/config.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import copy
+import json
+import os
+
+try:
+    from ansible_collections.kubernetes.core.plugins.module_utils.args_common import AUTH_ARG_SPEC
+    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.client import get_api_client
+    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.core import AnsibleK8SModule
+    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.exceptions import CoreException
+    HAS_KUBERNETES_CORE = True
+except ImportError:  # reported by the module with the fix
+    AUTH_ARG_SPEC, AnsibleK8SModule, CoreException = {}, None, Exception
+    HAS_KUBERNETES_CORE = False
+
+try:
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError as Urllib3Error
+except ImportError:
+    ApiException = Urllib3Error = Exception
+
+PAGE_SIZE = 500
+MAX_PAGES = 10000
+
+
+class ClusterError(Exception):
+    """An API answer or a connection failure, with the fix to show the user."""
+
+    def __init__(self, message, fix, status=None):
+        super(ClusterError, self).__init__(message)
+        self.message = message
+        self.fix = fix
+        self.status = status
+
+    def __str__(self):
+        return '%s. Fix: %s' % (self.message, self.fix)
+
+
+def auth_argument_spec():
+    return copy.deepcopy(AUTH_ARG_SPEC)
+
+
+def new_module(argument_spec, **kwargs):
+    """An AnsibleK8SModule with the cluster auth options added to argument_spec."""
+    spec = auth_argument_spec()
+    spec.update(argument_spec)
+    if AnsibleK8SModule is None:
+        from ansible.module_utils.basic import AnsibleModule
+        module = AnsibleModule(argument_spec=spec, **kwargs)
+        module.fail_json(msg='the kubernetes.core collection (>= 6.2.0) is missing. Fix: pip install ansible==12.x '
+                             'or ansible-galaxy collection install -r requirements.yml')
+    return AnsibleK8SModule(argument_spec=spec, **kwargs)
+
+
+class Api(object):
+    """Requests by path on one API client; every call bounded by request_timeout seconds."""
+
+    def __init__(self, module, request_timeout=30):
+        self.timeout = request_timeout
+        kubeconfig = module.params.get('kubeconfig') or os.environ.get('K8S_AUTH_KUBECONFIG')
+        if isinstance(kubeconfig, str) and not os.path.exists(os.path.expanduser(kubeconfig)):
+            raise ClusterError('the kubeconfig %s does not exist' % kubeconfig,
+                               'set ollama_kubeconfig (or K8S_AUTH_KUBECONFIG) to the path of an existing kubeconfig')
+        try:
+            self.client = get_api_client(module=module)
+        except CoreException as exc:
+            raise ClusterError('cannot load the cluster credentials: %s' % str(exc).rstrip('.'),
+                               'set ollama_kubeconfig (or K8S_AUTH_KUBECONFIG) to an existing kubeconfig file and '
+                               'ollama_context (or K8S_AUTH_CONTEXT) to a context in it')
+        except Exception as exc:  # kubernetes.config raises plain exceptions for a missing context or file
+            raise ClusterError('cannot load the cluster credentials: %s' % exc,
+                               'check ollama_kubeconfig / K8S_AUTH_KUBECONFIG and ollama_context / K8S_AUTH_CONTEXT')
+        self.api_client = self.client.client.client
+        self.host = self.client.configuration.host
+        # urllib3 retries a refused or timed-out connection three times by default; once is enough
+        # for a clear, bounded error.
+        self.api_client.rest_client.pool_manager.connection_pool_kw['retries'] = 1
+
+    def _call(self, method, path, body=None, query=None, timeout=None, stream=False, content_type=None):
+        headers = {'Accept': 'application/json', 'Content-Type': content_type or 'application/json'}
+        try:
+            return self.api_client.call_api(
+                path, method, query_params=list((query or {}).items()), header_params=headers, body=body,
+                auth_settings=['BearerToken'], _preload_content=False, _return_http_data_only=True,
+                _request_timeout=(min(10, timeout or self.timeout), timeout or self.timeout))
+        except ApiException as exc:
+            raise ClusterError(*_describe_api_error(method, path, exc))
+        except (Urllib3Error, OSError) as exc:
+            raise ClusterError('cannot reach the Kubernetes API server at %s: %s' % (self.host, _short(exc)),
+                               'check that the server in the kubeconfig is up and reachable from the controller, '
+                               'and that ollama_context (K8S_AUTH_CONTEXT) names the right cluster')
+
+    def request(self, method, path, body=None, query=None, timeout=None, content_type=None):
+        response = self._call(method, path, body=body, query=query, timeout=timeout, content_type=content_type)
+        data = response.data
+        if not data:
+            return {}
+        try:
+            return json.loads(data)
+        except ValueError:
+            return {'raw': data.decode('utf-8', 'replace')}
+
+    def stream_lines(self, method, path, body=None, timeout=None):
+        """Yield each line of a streamed answer (Ollama's progress stream), decoded as JSON."""
+        response = self._call(method, path, body=body, timeout=timeout, stream=True)
+        buffered = b''
+        for chunk in response.stream(8192):
+            buffered += chunk
+            while b'\n' in buffered:
+                line, buffered = buffered.split(b'\n', 1)
+                if line.strip():
+                    yield json.loads(line)
+        if buffered.strip():
+            yield json.loads(buffered)
+
+    def get(self, path, **query):
+        return self.request('GET', path, query=query)
+
+    def get_or_none(self, path, **query):
+        try:
+            return self.get(path, **query)
+        except ClusterError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def list_all(self, path, **query):
+        """Every item of a collection, in pages of PAGE_SIZE (no full list held by the server)."""
+        items, token = [], None
+        for _page in range(MAX_PAGES):
+            params = dict(query, limit=PAGE_SIZE)
+            if token:
+                params['continue'] = token
+            page = self.get(path, **params)
+            items.extend(page.get('items') or [])
+            token = (page.get('metadata') or {}).get('continue')
+            if not token:
+                return items
+        raise ClusterError('listing %s returned more than %d pages' % (path, MAX_PAGES), 'report this as a bug')
+
+    def version(self):
+        return self.get('/version')
+
+
+def pod_proxy_path(namespace, pod, port, path):
+    return '/api/v1/namespaces/%s/pods/%s:%s/proxy%s' % (namespace, pod, port, path)
+
+
+def service_proxy_path(namespace, service, port, path):
+    return '/api/v1/namespaces/%s/services/%s:%s/proxy%s' % (namespace, service, port, path)
+
+
+def _short(exc):
+    text = str(exc)
+    return text if len(text) < 300 else text[:300] + '...'
+
+
+def _describe_api_error(method, path, exc):
+    try:
+        body = json.loads(exc.body)
+        message = body.get('message') or body.get('error') or exc.reason
+    except (TypeError, ValueError):
+        message = (exc.body or exc.reason or '').strip() if isinstance(exc.body, str) else exc.reason
+    if exc.status == 401:
+        fix = 'the credentials in the kubeconfig were refused: renew them or choose another ollama_context'
+    elif exc.status == 403:
+        fix = 'grant this user the permissions listed in docs/rbac.md (or run with a more privileged context)'
+    elif exc.status == 404:
+        fix = 'the object or API is not there'
+    else:
+        fix = 'see the API server message above'
+    return ('%s %s answered %s: %s' % (method, path, exc.status, message), fix, exc.status)

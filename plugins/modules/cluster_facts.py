@@ -1,0 +1,155 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: cluster_facts
+short_description: Everything the plan needs to know about a cluster, read in one pass
+description:
+  - Reads, with paginated list calls and no per-node calls, the Kubernetes version, the distribution
+    (k3s, EKS or other), nodes with their GPU capacity, allocatable and already requested GPUs, GPU product
+    and memory where feature-discovery labels exist, taints, zones and readiness; StorageClasses (default,
+    provisioner, binding mode, expansion, ReadWriteMany support); CSI drivers; RuntimeClasses; whether the
+    NVIDIA device plugin or GPU operator runs and is healthy; and the Ollama objects already in the namespace.
+  - Read-only; it changes nothing in the cluster.
+version_added: 0.1.0
+author:
+  - llmops.ollama maintainers
+options:
+  namespace:
+    description: Namespace whose existing Ollama objects (workloads, claims, services, budgets) are read.
+    type: str
+    default: ollama
+  request_timeout:
+    description: Seconds each API request may take before the module fails with a clear error.
+    type: int
+    default: 30
+extends_documentation_fragment:
+  - kubernetes.core.k8s_auth_options
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Read-only, so it runs the same in check mode.
+  diff_mode:
+    support: none
+    details: Changes nothing, so it has no diff.
+'''
+
+EXAMPLES = r'''
+- name: Read the cluster
+  llmops.ollama.cluster_facts:
+    namespace: ollama
+    kubeconfig: ~/.kube/config
+  register: cluster
+
+- name: Show the GPU nodes
+  ansible.builtin.debug:
+    var: cluster.cluster.gpu_nodes
+'''
+
+RETURN = r'''
+cluster:
+  description: The cluster facts.
+  returned: success
+  type: dict
+  contains:
+    kubernetes_version:
+      description: Major, minor and the server's git version.
+      type: dict
+      sample: {major: 1, minor: 34, git_version: v1.34.4+k3s1}
+    distribution:
+      description: C(k3s), C(eks) or C(other).
+      type: str
+    nodes:
+      description: One entry per node with readiness, labels, taints, zone and GPU counts.
+      type: list
+      elements: dict
+    gpu_nodes:
+      description: Names of the nodes with allocatable C(nvidia.com/gpu).
+      type: list
+      elements: str
+    storage_classes:
+      description: StorageClasses with provisioner, default flag, binding mode, expansion and RWX support.
+      type: list
+      elements: dict
+    default_storage_class:
+      description: The class Kubernetes uses for a claim that names none.
+      type: str
+    csi_drivers:
+      description: Names of the registered CSI drivers.
+      type: list
+      elements: str
+    runtime_classes:
+      description: Names of the RuntimeClasses.
+      type: list
+      elements: str
+    device_plugin:
+      description: The NVIDIA device plugin DaemonSet found, with desired and ready counts and health.
+      type: dict
+    gpu_operator:
+      description: Whether the NVIDIA GPU operator manages the GPU stack.
+      type: bool
+    existing:
+      description: Ollama workloads, claims, services, budgets and pods already in the namespace.
+      type: dict
+    warnings:
+      description: Things worth knowing that do not stop the run.
+      type: list
+      elements: str
+'''
+
+from ansible_collections.llmops.ollama.plugins.module_utils.cluster_facts import build_facts
+from ansible_collections.llmops.ollama.plugins.module_utils.k8s import Api, ClusterError, new_module
+
+NAMESPACED_KINDS = (
+    ('Deployment', '/apis/apps/v1/namespaces/%s/deployments'),
+    ('StatefulSet', '/apis/apps/v1/namespaces/%s/statefulsets'),
+    ('PersistentVolumeClaim', '/api/v1/namespaces/%s/persistentvolumeclaims'),
+    ('Service', '/api/v1/namespaces/%s/services'),
+    ('PodDisruptionBudget', '/apis/policy/v1/namespaces/%s/poddisruptionbudgets'),
+)
+
+
+def read_cluster(api, namespace):
+    namespace_objects = {}
+    if api.get_or_none('/api/v1/namespaces/%s' % namespace) is not None:
+        namespace_objects['Namespace'] = [{'metadata': {'name': namespace}}]
+        for kind, path in NAMESPACED_KINDS:
+            namespace_objects[kind] = api.list_all(path % namespace)
+    return build_facts(
+        version_info=api.version(),
+        nodes=api.list_all('/api/v1/nodes'),
+        pods=api.list_all('/api/v1/pods', fieldSelector='status.phase!=Succeeded,status.phase!=Failed'),
+        storage_classes=api.list_all('/apis/storage.k8s.io/v1/storageclasses'),
+        csi_drivers=api.list_all('/apis/storage.k8s.io/v1/csidrivers'),
+        runtime_classes=api.list_all('/apis/node.k8s.io/v1/runtimeclasses'),
+        daemonsets=api.list_all('/apis/apps/v1/daemonsets'),
+        namespace_objects=namespace_objects,
+    )
+
+
+def main():
+    module = new_module(
+        argument_spec=dict(
+            namespace=dict(type='str', default='ollama'),
+            request_timeout=dict(type='int', default=30),
+        ),
+        supports_check_mode=True,
+    )
+    try:
+        api = Api(module, request_timeout=module.params['request_timeout'])
+        facts = read_cluster(api, module.params['namespace'])
+    except ClusterError as exc:
+        module.fail_json(msg=str(exc), cause=exc.message, fix=exc.fix)
+    for warning in facts.get('warnings') or []:
+        module.warn(warning)
+    module.exit_json(changed=False, cluster=facts)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,132 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: plan
+short_description: Decide every deployment choice from cluster facts and the wanted configuration
+description:
+  - A pure function of its inputs; it talks to no cluster and changes nothing.
+  - Returns the plan (workload kind and strategy, storage layout and claim size, anti-affinity, zone spread,
+    disruption budget, RuntimeClass, eligible GPU nodes, models, Ingress) that every later role renders.
+  - When anything is wrong it fails with every problem found, each naming the variable, what is wrong and the fix.
+version_added: 0.1.0
+author:
+  - llmops.ollama maintainers
+options:
+  facts:
+    description: The C(cluster) result of M(llmops.ollama.cluster_facts).
+    type: dict
+    required: true
+  variables:
+    description:
+      - The user's C(ollama_*) variables (for example C(ollama_replicas), C(ollama_storage_class)); others are ignored.
+      - Variables left out take the defaults documented in the role README of M(llmops.ollama.gpu_preflight).
+    type: dict
+    default: {}
+  fail_on_error:
+    description: Fail when the plan has errors. With C(false) the errors come back in C(plan.errors).
+    type: bool
+    default: true
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Computes the same plan in check mode.
+  diff_mode:
+    support: none
+    details: Changes nothing, so it has no diff.
+'''
+
+EXAMPLES = r'''
+- name: Plan the deployment
+  llmops.ollama.plan:
+    facts: "{{ cluster.cluster }}"
+    variables:
+      ollama_replicas: 2
+      ollama_models: [llama3.2:3b]
+  register: planned
+'''
+
+RETURN = r'''
+plan:
+  description: Every decision; see the README of the gpu_preflight role for each key.
+  returned: success
+  type: dict
+  contains:
+    ok:
+      description: Whether the plan has no errors.
+      type: bool
+    errors:
+      description: Each problem with C(variable), C(message) and C(fix).
+      type: list
+      elements: dict
+    warnings:
+      description: Things worth knowing that do not stop the run.
+      type: list
+      elements: str
+    workload_kind:
+      description: C(Deployment) or C(StatefulSet).
+      type: str
+    strategy:
+      description: C(Recreate) or C(RollingUpdate).
+      type: str
+    replicas:
+      description: Number of Ollama replicas.
+      type: int
+    storage:
+      description: Storage mode, class, access mode, claim size and claim names.
+      type: dict
+    affinity:
+      description: Node label, anti-affinity (required, preferred or none) and zone spread.
+      type: dict
+    pdb:
+      description: The PodDisruptionBudget's minAvailable, or null for one replica.
+      type: dict
+    runtime_class:
+      description: RuntimeClass the pods name, or null.
+      type: str
+    eligible_nodes:
+      description: GPU nodes the replicas may land on.
+      type: list
+      elements: str
+    models:
+      description: The models, normalised, with sizes where known.
+      type: list
+      elements: dict
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.llmops.ollama.plugins.module_utils.plan import compute_plan, config_from_role_vars
+
+
+def describe_errors(errors):
+    return '\n'.join('- %s: %s Fix: %s' % (e['variable'], e['message'], e['fix']) for e in errors)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            facts=dict(type='dict', required=True),
+            variables=dict(type='dict', default={}),
+            fail_on_error=dict(type='bool', default=True),
+        ),
+        supports_check_mode=True,
+    )
+    plan = compute_plan(module.params['facts'], config_from_role_vars(module.params['variables']))
+    for warning in plan['warnings']:
+        module.warn(warning)
+    if plan['errors'] and module.params['fail_on_error']:
+        module.fail_json(msg='The plan found %d problem(s); nothing was changed in the cluster.\n%s'
+                         % (len(plan['errors']), describe_errors(plan['errors'])), plan=plan)
+    module.exit_json(changed=False, plan=plan)
+
+
+if __name__ == '__main__':
+    main()
