@@ -78,6 +78,7 @@ DEFAULTS = {
     'storage_class': '',
     'storage_class_rwx': 'auto',
     'install_local_path': False,
+    'storage_classes': [],
     'claim_size': '',
     'claim_headroom_percent': 30,
     'models': [],
@@ -811,6 +812,50 @@ def decide_pdb(value, replicas, report):
 
 # ---------------------------------------------------------------- storage
 
+def planned_storage_classes(facts, wanted, report):
+    """Facts as they will be once storage_provisioner has created the ``wanted`` classes; and those classes."""
+    if not isinstance(wanted, list) or not all(isinstance(c, dict) for c in wanted):
+        report.error('storage_classes', '%s must be a list of classes ({name, provisioner, ...})'
+                     % variable('storage_classes'), 'see the storage_provisioner README for the keys of each class')
+        return facts, []
+    existing = dict((c['name'], c) for c in facts.get('storage_classes') or [])
+    classes, created = list(existing.values()), []
+    for index, sc in enumerate(wanted):
+        name, provisioner = sc.get('name'), sc.get('provisioner')
+        if not (isinstance(name, str) and _DNS_SUBDOMAIN.match(name or '')) or not provisioner:
+            report.error('storage_classes', 'class %d needs a DNS-subdomain name and a provisioner, got %r' % (index, sc),
+                         'give each entry of %s a name and a provisioner' % variable('storage_classes'))
+            continue
+        if name in existing:
+            continue  # StorageClass parameters are immutable: an existing class is used as it is
+        planned = {'name': name, 'provisioner': provisioner, 'default': bool(sc.get('default')),
+                   'binding_mode': sc.get('binding_mode') or 'WaitForFirstConsumer',
+                   'allow_expansion': bool(sc.get('allow_expansion', True)),
+                   'reclaim_policy': sc.get('reclaim_policy') or 'Delete',
+                   'rwx': provisioner in RWX_PROVISIONERS, 'parameters': dict(sc.get('parameters') or {})}
+        classes.append(planned)
+        created.append(planned)
+    facts = dict(facts, storage_classes=classes)
+    if any(c['default'] for c in created) and not facts.get('default_storage_class'):
+        facts['default_storage_class'] = next(c['name'] for c in created if c['default'])
+    return facts, created
+
+
+def check_csi_driver(facts, sc, report):
+    """A CSI provisioner without its registered driver leaves every claim Pending."""
+    provisioner = (sc or {}).get('provisioner') or ''
+    if '.csi.' not in provisioner and not provisioner.endswith('csi.k8s.io'):
+        return
+    if provisioner in (facts.get('csi_drivers') or []):
+        return
+    hints = {'efs.csi.aws.com': 'install the Amazon EFS CSI driver (EKS add-on aws-efs-csi-driver)',
+             'ebs.csi.aws.com': 'install the Amazon EBS CSI driver (EKS add-on aws-ebs-csi-driver)'}
+    report.error('storage_class', 'StorageClass %s uses provisioner %s, but no CSI driver of that name is registered, '
+                 'so its claims would stay Pending' % (sc['name'], provisioner),
+                 '%s, or set %s to another class' % (hints.get(provisioner, 'install the %s CSI driver' % provisioner),
+                                                     variable('storage_class')))
+
+
 def choose_storage_class(facts, name, install_local_path, report):
     """``{name, provisioner, binding_mode, rwx, allow_expansion, install_local_path}`` or None.
     "" takes the cluster default; without one, a class named local-path (k3s bundles it),
@@ -1082,7 +1127,9 @@ def compute_plan(facts, config):
     pdb = decide_pdb(cfg['pdb_min_available'], replicas, report)
 
     # storage
+    facts, create_classes = planned_storage_classes(facts, cfg['storage_classes'], report)
     sc = choose_storage_class(facts, cfg['storage_class'], install_local_path, report)
+    check_csi_driver(facts, sc, report)
     rwx_override = cfg['storage_class_rwx']
     if rwx_override == 'auto':
         rwx = bool(sc and sc['rwx'])
@@ -1110,6 +1157,7 @@ def compute_plan(facts, config):
         'binding_mode': sc['binding_mode'] if sc else None,
         'allow_expansion': sc['allow_expansion'] if sc else False,
         'install_local_path': bool(sc and sc['install_local_path']),
+        'create_classes': create_classes,
         'claim_name': claim_name,
         'claim_template_name': template_name,
         'claim_names': claim_names,

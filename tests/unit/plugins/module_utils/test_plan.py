@@ -650,7 +650,7 @@ def test_plan_shape():
         'models', 'ingress'])
     assert sorted(result['storage']) == sorted([
         'mode', 'class', 'provisioner', 'access_mode', 'size', 'size_bytes', 'binding_mode', 'allow_expansion',
-        'install_local_path', 'claim_name', 'claim_template_name', 'claim_names', 'pull_scope'])
+        'install_local_path', 'create_classes', 'claim_name', 'claim_template_name', 'claim_names', 'pull_scope'])
     assert sorted(result['affinity']) == sorted([
         'node_label', 'anti_affinity', 'anti_affinity_topology_key', 'label_selector', 'zone_spread',
         'zone_spread_when', 'zone_topology_key', 'max_skew', 'node_affinity_policy', 'node_taints_policy'])
@@ -858,3 +858,41 @@ def test_config_from_role_vars():
 def test_config_from_role_vars_ingress_dict_and_flat():
     config = config_from_role_vars({'ollama_ingress': {'enabled': True, 'host': 'a'}, 'ollama_ingress_host': 'b'})
     assert config['ingress'] == {'enabled': True, 'host': 'b'}
+
+
+# ---------------------------------------------------------------- classes storage_provisioner creates
+
+def only_error(plan, variable_name):
+    assert_well_formed(plan)
+    assert error_variables(plan) == [variable_name], plan['errors']
+    return plan['errors'][0]
+
+
+def test_a_class_to_create_can_be_chosen_before_it_exists():
+    two_gpu_nodes = [gpu_node('gpu-a', taints=[]), gpu_node('gpu-b', taints=[]), cpu_node('cp')]
+    facts = dict(k3s_facts(nodes=two_gpu_nodes), storage_classes=[], default_storage_class=None,
+                 csi_drivers=['efs.csi.aws.com'])
+    plan = compute_plan(facts, {'replicas': 2, 'storage_class': 'efs-sc', 'storage_classes': [
+        {'name': 'efs-sc', 'provisioner': 'efs.csi.aws.com', 'binding_mode': 'Immediate',
+         'parameters': {'fileSystemId': 'fs-1'}}]})
+    assert plan['ok'], plan['errors']
+    assert plan['storage']['mode'] == 'shared' and plan['storage']['access_mode'] == 'ReadWriteMany'
+    assert [c['name'] for c in plan['storage']['create_classes']] == ['efs-sc']
+
+
+def test_a_csi_class_without_its_driver_is_refused_with_the_add_on_to_install():
+    facts = dict(k3s_facts(), storage_classes=[], default_storage_class=None, csi_drivers=['ebs.csi.aws.com'])
+    plan = compute_plan(facts, {'storage_class': 'efs-sc', 'storage_classes': [
+        {'name': 'efs-sc', 'provisioner': 'efs.csi.aws.com'}]})
+    error = only_error(plan, 'ollama_storage_class')
+    assert 'no CSI driver' in error['message'] and 'aws-efs-csi-driver' in error['fix']
+
+
+def test_an_existing_class_is_not_planned_again():
+    plan = compute_plan(k3s_facts(), {'storage_classes': [{'name': 'local-path', 'provisioner': 'rancher.io/local-path'}]})
+    assert plan['ok'] and plan['storage']['create_classes'] == []
+
+
+def test_a_class_entry_without_provisioner_names_the_variable():
+    plan = compute_plan(k3s_facts(), {'storage_classes': [{'name': 'fast'}]})
+    assert only_error(plan, 'ollama_storage_classes')['fix']
