@@ -8,10 +8,10 @@ from pathlib import Path
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
 
-def ollama_deployment(namespace, name, claim=None):
+def ollama_deployment(namespace, name, claim=None, gpus=1):
     container = {"name": "ollama", "image": "docker.io/ollama/ollama:0.11.4",
                  "env": [{"name": "OLLAMA_KEEP_ALIVE", "value": "2m"}],
-                 "resources": {"limits": {"nvidia.com/gpu": "1"}}}
+                 "resources": {"limits": {"nvidia.com/gpu": str(gpus)}} if gpus else {}}
     spec = {"tolerations": [GPU_TOLERATION], "containers": [container]}
     if claim:
         container["volumeMounts"] = [{"name": "models", "mountPath": "/root/.ollama"}]
@@ -67,7 +67,9 @@ def test_pull_lists_the_registry_digest_and_generates_on_cpu(cluster, namespace)
 def test_models_survive_a_pod_replacement_only_on_a_claim(cluster, namespace):
     claim(cluster, namespace)
     cluster.apply(ollama_deployment(namespace, "kept", claim="models"))
-    cluster.apply(ollama_deployment(namespace, "lost"))
+    # Without a GPU request, so the replacement of "lost" cannot take the GPU of the node that
+    # "kept"'s local volume pins it to.
+    cluster.apply(ollama_deployment(namespace, "lost", gpus=0))
     model = cluster.model("tiny-b")
     first = {app: running_pod(cluster, namespace, app) for app in ("kept", "lost")}
     for app, pod in first.items():
