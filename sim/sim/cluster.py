@@ -55,15 +55,25 @@ def _ports() -> dict:
     return ports
 
 
-def _check_port_free(name: str, port: int) -> None:
+def _port_free(port: int) -> bool:
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
         except OSError:
+            return False
+    return True
+
+
+def _check_port_free(name: str, port: int, grace: float = 10.0) -> None:
+    # A cluster stopped a moment ago may still be closing its listeners.
+    deadline = time.monotonic() + grace
+    while not _port_free(port):
+        if time.monotonic() >= deadline:
             raise SimError(f"port {port} on {HOST} ({name}) is already in use",
                            f"stop what holds it (`ss -ltnp sport = :{port}`), run make sim-down, "
-                           f"or set {PORT_ENV[name]} to a free port") from None
+                           f"or set {PORT_ENV[name]} to a free port")
+        time.sleep(0.5)
 
 
 OWNER_ENV = "LLMOPS_SIM_OWNER"

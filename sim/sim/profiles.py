@@ -100,7 +100,8 @@ def _node(profile, group, name, zone, kubelet_version):
         taints.append({"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"})
     resources = {"cpu": str(group.get("cpu", "16")), "memory": str(group.get("memory", "64Gi")),
                  "pods": "110", "ephemeral-storage": "200Gi"}
-    if gpus:
+    # The kubelet advertises nvidia.com/gpu only while the device plugin runs on the node.
+    if gpus and profile.get("device_plugin"):
         resources["nvidia.com/gpu"] = str(gpus)
     return {
         "apiVersion": "v1",

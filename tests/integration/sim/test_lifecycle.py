@@ -39,6 +39,7 @@ def test_unknown_profile_names_the_known_ones(tmp_path):
 
 
 def test_port_in_use_is_named_and_nothing_is_left(tmp_path):
+    # The simulator waits a few seconds for a port to free up before it gives up.
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", 27101))
         blocker.listen()

@@ -90,6 +90,9 @@ def test_no_gpu_profile_has_no_gpu_nodes_and_no_device_plugin(cluster):
 
 @pytest.mark.profile("no-device-plugin")
 def test_no_device_plugin_profile_has_gpu_nodes_without_the_plugin(cluster):
-    assert len(cluster.gpu_nodes()) == 2
+    # GPU hardware (feature-discovery labels) but no nvidia.com/gpu: nothing advertises it.
+    labelled = [n for n in cluster.get("nodes")["items"]
+                if n["metadata"]["labels"].get("nvidia.com/gpu.present") == "true"]
+    assert len(labelled) == 2 and cluster.gpu_nodes() == []
     names = [d["metadata"]["name"] for d in cluster.get("daemonsets", "-A")["items"]]
     assert not [n for n in names if "nvidia" in n]

@@ -65,3 +65,10 @@ def test_unknown_profile_lists_known_ones():
     with pytest.raises(SimError) as err:
         profiles.load("gke")
     assert "k3s" in err.value.fix and "eks" in err.value.fix
+
+
+def test_without_the_device_plugin_gpu_nodes_advertise_no_gpus():
+    nodes = profiles.nodes(profiles.load("no-device-plugin"), "v1.34.4")
+    gpu_labelled = [n for n in nodes if n["metadata"]["labels"].get("nvidia.com/gpu.present") == "true"]
+    assert len(gpu_labelled) == 2
+    assert not any("nvidia.com/gpu" in n["status"]["allocatable"] for n in nodes)
