@@ -78,6 +78,10 @@ class Api(object):
             raise ClusterError('cannot load the cluster credentials: %s' % str(exc).rstrip('.'),
                                'set ollama_kubeconfig (or K8S_AUTH_KUBECONFIG) to an existing kubeconfig file and '
                                'ollama_context (or K8S_AUTH_CONTEXT) to a context in it')
+        except (Urllib3Error, OSError) as exc:
+            raise ClusterError('cannot reach the Kubernetes API server: %s' % _short(exc),
+                               'check that the server in the kubeconfig is up and reachable from the controller, '
+                               'and that ollama_context (K8S_AUTH_CONTEXT) names the right cluster')
         except Exception as exc:  # kubernetes.config raises plain exceptions for a missing context or file
             raise ClusterError('cannot load the cluster credentials: %s' % exc,
                                'check ollama_kubeconfig / K8S_AUTH_KUBECONFIG and ollama_context / K8S_AUTH_CONTEXT')

@@ -1004,13 +1004,28 @@ def check_existing_objects(facts, name, workload_kind, storage, report):
         if not claim:
             continue
         if storage.get('class') and claim.get('storage_class') and claim['storage_class'] != storage['class']:
-            report.warn('claim %s exists on StorageClass %s, not %s; a claim cannot move, delete it to change class'
-                        % (claim_name, claim['storage_class'], storage['class']))
-        if storage.get('size_bytes') and claim.get('size_bytes') and claim['size_bytes'] < storage['size_bytes']:
-            report.warn('claim %s holds %s, less than the planned %s; %s' % (
-                claim_name, format_gi(claim['size_bytes']), storage['size'],
-                'its class allows expansion' if storage.get('allow_expansion')
-                else 'its class does not allow expansion'))
+            report.error('storage_class', 'claim %s holds the models on StorageClass %s, not %s, and a claim cannot '
+                         'change class' % (claim_name, claim['storage_class'], storage['class']),
+                         'set %s: %s to keep the models, or delete the claim yourself to move them (they are lost)'
+                         % (variable('storage_class'), claim['storage_class']))
+        if storage.get('access_mode') and claim.get('access_modes') and storage['access_mode'] not in claim['access_modes']:
+            report.error('storage_mode', 'claim %s is %s, the plan needs %s' % (
+                claim_name, ', '.join(claim['access_modes']), storage['access_mode']),
+                'keep %s as it was when the claim was made, or delete the claim yourself (its models are lost)'
+                % variable('storage_mode'))
+        have, want = claim.get('size_bytes'), storage.get('size_bytes')
+        if not (have and want):
+            continue
+        if have > want:
+            # A claim never shrinks: keep the bigger size rather than fail the apply.
+            storage['size'], storage['size_bytes'] = format_gi(have), have
+        elif have < want and not storage.get('allow_expansion'):
+            report.error('claim_size', 'claim %s holds %s, less than the planned %s, and StorageClass %s does not allow '
+                         'expansion' % (claim_name, format_gi(have), storage['size'], storage.get('class')),
+                         'set %s to %s or less (and fewer models), or use a class with allowVolumeExpansion'
+                         % (variable('claim_size'), format_gi(have)))
+        elif have < want:
+            report.warn('claim %s grows from %s to %s' % (claim_name, format_gi(have), storage['size']))
 
 
 # ---------------------------------------------------------------- ingress

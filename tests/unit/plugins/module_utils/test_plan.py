@@ -393,18 +393,40 @@ def test_warnings(facts_factory, config, fragment):
     assert any(fragment in w for w in result['warnings']), result['warnings']
 
 
-def test_existing_objects_warnings():
-    facts = eks_facts(existing={
-        'ollama_replicas': 1,
-        'workloads': [{'kind': 'Deployment', 'name': 'ollama'}],
-        'claims': [{'name': 'models-ollama-0', 'storage_class': 'gp2', 'size_bytes': 5 * 2 ** 30}],
-    })
+def test_existing_workload_of_another_kind_is_named():
+    facts = eks_facts(existing={'ollama_replicas': 1, 'workloads': [{'kind': 'Deployment', 'name': 'ollama'}]})
     result = compute_plan(facts, {'replicas': 2})
     assert result['ok'], result['errors']
-    text = '\n'.join(result['warnings'])
-    assert 'Deployment ollama exists and will be replaced by a StatefulSet' in text
-    assert 'claim models-ollama-0 exists on StorageClass gp2, not gp3' in text
-    assert 'claim models-ollama-0 holds 5Gi, less than the planned 10Gi' in text
+    assert 'Deployment ollama exists and will be replaced by a StatefulSet' in '\n'.join(result['warnings'])
+
+
+def existing_claim(**claim):
+    return eks_facts(existing={'claims': [dict({'name': 'models-ollama-0', 'storage_class': 'gp3',
+                                                'access_modes': ['ReadWriteOnce']}, **claim)]})
+
+
+def test_a_claim_on_another_class_is_refused_since_it_cannot_move():
+    error = only_error(compute_plan(existing_claim(storage_class='gp2'), {'replicas': 2}), 'ollama_storage_class')
+    assert 'cannot change class' in error['message'] and 'ollama_storage_class: gp2' in error['fix']
+
+
+def test_a_smaller_claim_grows_when_its_class_allows_expansion():
+    result = compute_plan(existing_claim(size_bytes=5 * 2 ** 30), {'replicas': 2})
+    assert result['ok'], result['errors']
+    assert 'claim models-ollama-0 grows from 5Gi to 10Gi' in result['warnings']
+
+
+def test_a_smaller_claim_on_a_class_without_expansion_is_refused():
+    facts = existing_claim(size_bytes=5 * 2 ** 30)
+    for sc in facts['storage_classes']:
+        sc['allow_expansion'] = False
+    error = only_error(compute_plan(facts, {'replicas': 2}), 'ollama_claim_size')
+    assert 'does not allow expansion' in error['message']
+
+
+def test_a_bigger_claim_is_never_shrunk():
+    result = compute_plan(existing_claim(size_bytes=50 * 2 ** 30), {'replicas': 2})
+    assert result['ok'] and result['storage']['size'] == '50Gi'
 
 
 # ---------------------------------------------------------------- bad inputs: the error names the variable
