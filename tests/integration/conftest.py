@@ -172,3 +172,64 @@ def namespace(cluster):
     cluster.kubectl("create", "namespace", name)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+class PlaybookRun:
+    def __init__(self, completed):
+        self.rc = completed.returncode
+        self.stdout = completed.stdout
+        self.stderr = completed.stderr
+        try:
+            self.report = json.loads(completed.stdout[completed.stdout.index("{"):])
+        except ValueError:
+            self.report = {}
+
+    @property
+    def stats(self):
+        return self.report.get("stats", {}).get("localhost", {})
+
+    @property
+    def changed(self):
+        return self.stats.get("changed", 0)
+
+    def task_results(self, name_part):
+        """The localhost results of every task whose name contains name_part."""
+        out = []
+        for play in self.report.get("plays", []):
+            for task in play.get("tasks", []):
+                if name_part in task["task"]["name"]:
+                    out.extend(task["hosts"].values())
+        return out
+
+    @property
+    def failure(self):
+        """Message of the first failed task."""
+        for play in self.report.get("plays", []):
+            for task in play.get("tasks", []):
+                for result in task["hosts"].values():
+                    if result.get("failed"):
+                        return result.get("msg", "")
+        return None
+
+    def __repr__(self):
+        return f"rc={self.rc} stats={self.stats} failure={self.failure!r} stderr={self.stderr[-2000:]}"
+
+
+@pytest.fixture
+def playbook(cluster):
+    """Run a playbook of the collection against the test cluster, with the sim inventory."""
+    def run(name, extra_vars=None, check=False, diff=False, kubeconfig=None, inventory="inventories/sim", timeout=900):
+        variables = {"ollama_kubeconfig": str(kubeconfig or cluster.kubeconfig)}
+        variables.update(extra_vars or {})
+        cmd = [str(REPO / ".venv" / "bin" / "ansible-playbook"), str(REPO / "playbooks" / name),
+               "-i", str(REPO / inventory), "-e", json.dumps(variables)]
+        if check:
+            cmd.append("--check")
+        if diff:
+            cmd.append("--diff")
+        registry = next(iter(cluster.models), "10.245.255.250:5000/").split("/", 1)[0]
+        env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
+                   ANSIBLE_NOCOLOR="1", LLMOPS_SIM_REGISTRY=registry)
+        completed = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=timeout, check=False)
+        return PlaybookRun(completed)
+    return run
