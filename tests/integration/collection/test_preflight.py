@@ -164,3 +164,30 @@ def test_no_gpu_nodes_is_refused(playbook, namespace):
 def test_missing_device_plugin_is_refused(playbook, namespace):
     run = playbook("preflight.yml", {"ollama_namespace": namespace})
     assert run.rc != 0 and "device plugin" in run.failure.lower(), run.failure
+
+
+@pytest.mark.profile("k3s")
+def test_kubeconfig_is_fetched_from_the_k3s_server_and_pointed_at_it(playbook, cluster, namespace, tmp_path):
+    import yaml
+    config = json.loads(cluster.kubeconfig.read_text())
+    port = config["clusters"][0]["cluster"]["server"].rsplit(":", 1)[1]
+    # What k3s writes on its server: the API on loopback, default port.
+    config["clusters"][0]["cluster"]["server"] = "https://127.0.0.1:6443"
+    server_file = tmp_path / "k3s.yaml"
+    server_file.write_text(yaml.safe_dump(config))
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(yaml.safe_dump({"all": {
+        "hosts": {"localhost": {"ansible_connection": "local",
+                                "ansible_python_interpreter": "{{ ansible_playbook_python }}"}},
+        "children": {"k3s_server": {"hosts": {"k3s-1": {"ansible_connection": "local", "ansible_host": "127.0.0.1",
+                                                         "ansible_python_interpreter": "{{ ansible_playbook_python }}"}}},
+                     "gpu_hosts": {"hosts": {}}}}}))
+    fetched = tmp_path / "fetched.kubeconfig"
+    run = playbook("preflight.yml", {"ollama_namespace": namespace, "ollama_kubeconfig": str(fetched),
+                                     "gpu_preflight_fetch_kubeconfig": True, "gpu_preflight_k3s_become": False,
+                                     "gpu_preflight_k3s_kubeconfig_path": str(server_file),
+                                     "gpu_preflight_k3s_api_port": int(port)}, inventory=str(inventory))
+    assert run.rc == 0, run
+    assert yaml.safe_load(fetched.read_text())["clusters"][0]["cluster"]["server"] == f"https://127.0.0.1:{port}"
+    assert oct(fetched.stat().st_mode & 0o777) == "0o600"
+    assert plan_of(run)["eligible_nodes"]
