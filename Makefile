@@ -57,7 +57,13 @@ unit: venv collection ## Unit tests
 integration: sim-build collection ## Integration tests against the simulated cluster
 	$(PY) -m pytest tests/integration -q $(PYTEST_ARGS)
 
-test: sim-build collection ## The whole suite: unit and integration tests
+lint: venv collection ## ansible-lint with the production profile
+	$(VENV)/bin/ansible-lint --profile production
+
+sanity: venv ## ansible-test sanity, no ignore entries
+	tests/sanity/run.sh
+
+test: sim-build collection lint sanity ## The whole suite: lint, sanity, unit and integration tests
 	$(PY) -m pytest tests/unit tests/integration -q $(PYTEST_ARGS)
 
 clean: sim-down ## Remove local state (keeps the build cache)

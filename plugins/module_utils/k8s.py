@@ -20,15 +20,22 @@ try:
     from ansible_collections.kubernetes.core.plugins.module_utils.k8s.core import AnsibleK8SModule
     from ansible_collections.kubernetes.core.plugins.module_utils.k8s.exceptions import CoreException
     HAS_KUBERNETES_CORE = True
-except ImportError:  # reported by the module with the fix
-    AUTH_ARG_SPEC, AnsibleK8SModule, CoreException = {}, None, Exception
+except ImportError:  # reported by new_module with the fix
+    AUTH_ARG_SPEC, AnsibleK8SModule = {}, None
     HAS_KUBERNETES_CORE = False
+
+    class CoreException(Exception):
+        pass
 
 try:
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError as Urllib3Error
 except ImportError:
-    ApiException = Urllib3Error = Exception
+    class ApiException(Exception):
+        status = body = reason = None
+
+    class Urllib3Error(Exception):
+        pass
 
 PAGE_SIZE = 500
 MAX_PAGES = 10000

@@ -18,7 +18,7 @@ description:
   - Read-only; it changes nothing in the cluster.
 version_added: 0.1.0
 author:
-  - llmops.ollama maintainers
+  - llmops.ollama maintainers (@llmops-ollama)
 options:
   namespace:
     description: Namespace whose existing Ollama objects (workloads, claims, services, budgets) are read.
@@ -38,6 +38,8 @@ attributes:
   diff_mode:
     support: none
     details: Changes nothing, so it has no diff.
+  platform:
+    platforms: posix
 '''
 
 EXAMPLES = r'''

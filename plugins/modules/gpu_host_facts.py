@@ -16,7 +16,7 @@ description:
   - Fails with the cause and the fix when C(nvidia-smi) is missing or cannot reach the driver.
 version_added: 0.1.0
 author:
-  - llmops.ollama maintainers
+  - llmops.ollama maintainers (@llmops-ollama)
 options:
   nvidia_smi:
     description: The nvidia-smi command, a name looked up on PATH or an absolute path.
@@ -37,6 +37,8 @@ attributes:
   diff_mode:
     support: none
     details: Changes nothing, so it has no diff.
+  platform:
+    platforms: posix
 '''
 
 EXAMPLES = r'''

@@ -16,7 +16,7 @@ description:
   - When anything is wrong it fails with every problem found, each naming the variable, what is wrong and the fix.
 version_added: 0.1.0
 author:
-  - llmops.ollama maintainers
+  - llmops.ollama maintainers (@llmops-ollama)
 options:
   facts:
     description: The C(cluster) result of M(llmops.ollama.cluster_facts).
@@ -41,6 +41,8 @@ attributes:
   diff_mode:
     support: none
     details: Changes nothing, so it has no diff.
+  platform:
+    platforms: posix
 '''
 
 EXAMPLES = r'''
