@@ -141,6 +141,11 @@ def config_from_role_vars(role_vars):
     return config
 
 
+def describe_errors(errors):
+    """One line per error: the variable, what is wrong, the fix."""
+    return '\n'.join('- %s: %s Fix: %s' % (e['variable'], e['message'], e['fix']) for e in errors)
+
+
 class Report(object):
     """Collects every error and warning; decisions keep going after an error."""
 

@@ -10,7 +10,7 @@ DOCUMENTATION = r'''
 module: plan
 short_description: Decide every deployment choice from cluster facts and the wanted configuration
 description:
-  - A pure function of its inputs; it talks to no cluster and changes nothing.
+  - A pure function of its inputs; it talks to no cluster and changes nothing. It runs on the controller.
   - Returns the plan (workload kind and strategy, storage layout and claim size, anti-affinity, zone spread,
     disruption budget, RuntimeClass, eligible GPU nodes, models, Ingress) that every later role renders.
   - When anything is wrong it fails with every problem found, each naming the variable, what is wrong and the fix.
@@ -25,9 +25,9 @@ options:
   variables:
     description:
       - The user's C(ollama_*) variables (for example C(ollama_replicas), C(ollama_storage_class)); others are ignored.
+      - When left out, every C(ollama_*) variable the task sees is used (inventory, play, role and extra vars).
       - Variables left out take the defaults documented in the role README of M(llmops.ollama.gpu_preflight).
     type: dict
-    default: {}
   fail_on_error:
     description: Fail when the plan has errors. With C(false) the errors come back in C(plan.errors).
     type: bool
@@ -105,18 +105,15 @@ plan:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.llmops.ollama.plugins.module_utils.plan import compute_plan, config_from_role_vars
-
-
-def describe_errors(errors):
-    return '\n'.join('- %s: %s Fix: %s' % (e['variable'], e['message'], e['fix']) for e in errors)
+from ansible_collections.llmops.ollama.plugins.module_utils.plan import (
+    compute_plan, config_from_role_vars, describe_errors)
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             facts=dict(type='dict', required=True),
-            variables=dict(type='dict', default={}),
+            variables=dict(type='dict', default={}),  # the action plugin fills it from the task's variables
             fail_on_error=dict(type='bool', default=True),
         ),
         supports_check_mode=True,
