@@ -284,7 +284,9 @@ class Cluster:
             str(binaries["kwok"]), f"--kubeconfig={cfg / 'kwok.kubeconfig'}",
             f"--manage-nodes-with-annotation-selector={profiles.FAKE_NODE_ANNOTATION}=fake",
             f"--cidr={_first_host_cidr(state['pod_cidr'])}", "--node-ip=10.250.0.1",
-            f"--server-address={HOST}:{ports['kwok']}", "--node-lease-duration-seconds=40"])
+            f"--server-address={HOST}:{ports['kwok']}", "--node-lease-duration-seconds=40",
+            # INFO logs every node patch: at thousands of nodes that is most of its CPU.
+            "--v=WARN"])
         self._start_pod_network_and_registry(state)
         self._spawn(state, "simctl", [sys.executable, "-m", "sim", "controller", "--state", str(self.dir)],
                     env=dict(os.environ, PYTHONPATH=str(SIM_ROOT)))

@@ -3,6 +3,7 @@
 import http.client
 import json
 import ssl
+import threading
 import time
 import urllib.parse
 from pathlib import Path
@@ -37,6 +38,7 @@ class Kube:
         self.host, self.port, self.timeout = host, port, timeout
         self.context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
         self.context.load_cert_chain(str(pki / f"{client}.crt"), str(pki / f"{client}.key"))
+        self.local = threading.local()
 
     def _connection(self, timeout=None):
         return http.client.HTTPSConnection(self.host, self.port, context=self.context,
@@ -45,14 +47,22 @@ class Kube:
     def request(self, method: str, path: str, body=None, content_type="application/json", query=None):
         if query:
             path += "?" + urllib.parse.urlencode(query)
-        conn = self._connection()
-        try:
-            payload = json.dumps(body) if body is not None else None
-            conn.request(method, path, body=payload, headers={"Content-Type": content_type, "Accept": "application/json"})
-            resp = conn.getresponse()
-            data = resp.read()
-        finally:
-            conn.close()
+        payload = json.dumps(body) if body is not None else None
+        headers = {"Content-Type": content_type, "Accept": "application/json"}
+        # One kept-alive connection per thread: a TLS handshake per request dominates bulk node creation.
+        for attempt in (1, 2):
+            conn = getattr(self.local, "conn", None) or self._connection()
+            self.local.conn = conn
+            try:
+                conn.request(method, path, body=payload, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                break
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                self.local.conn = None
+                if attempt == 2:
+                    raise
         try:
             decoded = json.loads(data) if data else {}
         except ValueError:
