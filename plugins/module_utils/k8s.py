@@ -146,19 +146,24 @@ class Api(object):
                 return None
             raise
 
-    def list_all(self, path, **query):
-        """Every item of a collection, in pages of PAGE_SIZE (no full list held by the server)."""
-        items, token = [], None
+    def iter_all(self, path, **query):
+        """Every item of a collection, one page of PAGE_SIZE at a time: a caller that keeps only what it
+        needs of each item never holds the whole list (thousands of nodes)."""
+        token = None
         for _page in range(MAX_PAGES):
             params = dict(query, limit=PAGE_SIZE)
             if token:
                 params['continue'] = token
             page = self.get(path, **params)
-            items.extend(page.get('items') or [])
+            for item in page.get('items') or []:
+                yield item
             token = (page.get('metadata') or {}).get('continue')
             if not token:
-                return items
+                return
         raise ClusterError('listing %s returned more than %d pages' % (path, MAX_PAGES), 'report this as a bug')
+
+    def list_all(self, path, **query):
+        return list(self.iter_all(path, **query))
 
     def version(self):
         return self.get('/version')

@@ -125,8 +125,9 @@ def read_cluster(api, namespace):
             namespace_objects[kind] = api.list_all(path % namespace)
     return build_facts(
         version_info=api.version(),
-        nodes=api.list_all('/api/v1/nodes'),
-        pods=api.list_all('/api/v1/pods', fieldSelector='status.phase!=Succeeded,status.phase!=Failed'),
+        # Streamed page by page: build_facts keeps only each node's and pod's facts.
+        nodes=api.iter_all('/api/v1/nodes'),
+        pods=api.iter_all('/api/v1/pods', fieldSelector='status.phase!=Succeeded,status.phase!=Failed'),
         storage_classes=api.list_all('/apis/storage.k8s.io/v1/storageclasses'),
         csi_drivers=api.list_all('/apis/storage.k8s.io/v1/csidrivers'),
         runtime_classes=api.list_all('/apis/node.k8s.io/v1/runtimeclasses'),
