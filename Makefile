@@ -8,6 +8,7 @@ PROFILE ?= k3s
 SIM := cd sim && ../$(PY) -m sim
 COLLECTION_DIR := .collections/ansible_collections/llmops/ollama
 PYTEST_ARGS ?=
+SIM_KUBECTL = $$(cd sim && ../$(PY) -c 'from sim.build import binary_path; print(binary_path("kubectl"))')
 
 .PHONY: help deps venv sim-build sim-up sim-down sim-status demo test unit integration lint sanity collection clean
 
@@ -48,8 +49,10 @@ sim-down: ## Stop the simulated cluster and remove its state
 sim-status: venv ## Show the simulated cluster's nodes
 	$(SIM) status
 
-demo: sim-up ## Set everything up and show the simulated GPU cluster
+demo: sim-up collection ## Set everything up, start the simulated GPU cluster and converge Ollama onto it
+	ANSIBLE_CONFIG=ansible.cfg $(VENV)/bin/ansible-playbook -i inventories/sim playbooks/site.yml
 	@echo "KUBECONFIG=$(CURDIR)/.sim/kubeconfig"
+	@$(SIM_KUBECTL) --kubeconfig=.sim/kubeconfig get pods -n ollama -o wide
 
 unit: venv collection ## Unit tests
 	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
