@@ -40,7 +40,9 @@ def timed(cmd, env=None):
 def facts_module_peak_mb(kubeconfig):
     """Run the module on its own (AnsibleModule reads its arguments from a file) and read its peak RSS."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as args:
-        json.dump({"ANSIBLE_MODULE_ARGS": {"kubeconfig": str(kubeconfig), "namespace": "ollama"}}, args)
+        # The arguments preflight passes: only GPU nodes, with the labels the plan reads.
+        json.dump({"ANSIBLE_MODULE_ARGS": {"kubeconfig": str(kubeconfig), "namespace": "ollama",
+                                           "label_keys": ["nvidia.com/gpu.present"]}}, args)
     env = dict(os.environ, PYTHONPATH=str(REPO / ".collections"))
     # A wrapper process of its own, so the peak is the module's and not kubectl's or ansible-playbook's.
     wrapper = ("import json, resource, subprocess, sys; out = subprocess.run(sys.argv[1:], capture_output=True, text=True, "
@@ -49,7 +51,7 @@ def facts_module_peak_mb(kubeconfig):
     result = subprocess.run([sys.executable, "-c", wrapper, str(REPO / ".venv/bin/python"), "-m", module, args.name],
                             capture_output=True, text=True, env=env, check=True)
     peak_kb, out = json.loads(result.stdout)
-    return peak_kb / 1024, len(json.loads(out)["cluster"]["nodes"])
+    return peak_kb / 1024, json.loads(out)["cluster"]["node_count"]
 
 
 def main(counts):

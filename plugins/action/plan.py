@@ -1,6 +1,10 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The plan is a pure function: compute it on the controller instead of shipping a module to run it."""
+"""The plan is a pure function: compute it on the controller instead of shipping a module to run it.
+
+Without ``facts`` it reads them itself with the cluster_facts module and keeps them in its result, so
+thousands of nodes' facts never pass through templating on their way from one task to the next.
+"""
 
 from __future__ import absolute_import, division, print_function
 
@@ -9,13 +13,9 @@ __metaclass__ = type
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.llmops.ollama.plugins.module_utils.plan import (
-    compute_plan, config_from_role_vars, describe_errors)
+    DEFAULTS, compute_plan, config_from_role_vars, describe_errors)
 
-ARGUMENT_SPEC = dict(
-    facts=dict(type='dict', required=True),
-    variables=dict(type='dict'),
-    fail_on_error=dict(type='bool', default=True),
-)
+OWN_ARGS = ('facts', 'variables', 'fail_on_error', 'request_timeout')
 
 
 class ActionModule(ActionBase):
@@ -24,18 +24,36 @@ class ActionModule(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
-        _validated, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
-        variables = args['variables']
+        task_vars = task_vars or {}
+        args = dict(self._task.args)
+        variables = args.get('variables')
         if variables is None:
             # Every ollama_* variable the task sees: inventory, play vars, role vars, extra vars.
-            task_vars = task_vars or {}
             variables = dict((name, self._templar.template(value)) for name, value in task_vars.items()
                              if name.startswith('ollama_'))
-        plan = compute_plan(args['facts'], config_from_role_vars(variables))
+        config = config_from_role_vars(variables)
+        facts = args.get('facts')
+        if facts is None:
+            # Auth options (module_defaults of group/llmops.ollama.cluster) pass through to cluster_facts.
+            module_args = dict((k, v) for k, v in args.items() if k not in OWN_ARGS)
+            label = config.get('gpu_node_label') or DEFAULTS['gpu_node_label']
+            selector = config.get('node_selector') or {}
+            module_args.update(
+                namespace=config.get('namespace') or DEFAULTS['namespace'],
+                request_timeout=int(args.get('request_timeout') or 30),
+                label_keys=[label.get('key', '')] + sorted(selector) if isinstance(selector, dict) and isinstance(
+                    label, dict) else [])
+            read = self._execute_module(module_name='llmops.ollama.cluster_facts', module_args=module_args,
+                                        task_vars=task_vars)
+            if read.get('failed'):
+                return dict(result, **read)
+            facts = read['cluster']
+            result['cluster'] = facts
+        plan = compute_plan(facts, config)
         result.update(changed=False, plan=plan)
         if plan['warnings']:
             result['warnings'] = list(plan['warnings'])
-        if plan['errors'] and args['fail_on_error']:
+        if plan['errors'] and args.get('fail_on_error', True):
             result.update(failed=True, msg='The plan found %d problem(s); nothing was changed in the cluster.\n%s'
                           % (len(plan['errors']), describe_errors(plan['errors'])))
         return result

@@ -374,9 +374,32 @@ def existing_objects(namespace_objects):
     return result
 
 
+# Labels the plan reads; others are dropped from the node facts (thousands of nodes), see build_facts.
+KEPT_LABEL_PREFIXES = ('nvidia.com/', 'feature.node.kubernetes.io/pci-10de', 'topology.kubernetes.io/',
+                       'failure-domain.beta.kubernetes.io/', 'kubernetes.io/hostname', 'node.kubernetes.io/instance-type',
+                       'eks.amazonaws.com/nodegroup', 'node-role.kubernetes.io/')
+
+
+def is_gpu_node(facts):
+    labels = facts.get('labels') or {}
+    return bool(facts['gpu_capacity'] or facts['gpu_allocatable'] or facts['gpu_present_label']
+                or labels.get('feature.node.kubernetes.io/pci-10de.present') == 'true')
+
+
+def slim_node(facts, label_keys):
+    keep = tuple(label_keys or ())
+    labels = dict((k, v) for k, v in (facts.get('labels') or {}).items()
+                  if k.startswith(KEPT_LABEL_PREFIXES) or k in keep)
+    return dict(facts, labels=labels)
+
+
 def build_facts(version_info, nodes, pods, storage_classes, csi_drivers, runtime_classes,
-                daemonsets, namespace_objects=None):
-    """Facts the plan decides from. Each list is read once."""
+                daemonsets, namespace_objects=None, label_keys=None):
+    """Facts the plan decides from. Each list is read once.
+
+    With ``label_keys`` (a list, possibly empty) the facts stay small on big clusters: ``nodes`` holds only
+    the nodes with GPUs (capacity, allocatable or hardware labels), each with the labels the plan reads plus
+    ``label_keys``; every node still counts in ``node_count`` and ``zones``."""
     warnings = []
     version = kubernetes_version(version_info)
 
@@ -405,8 +428,20 @@ def build_facts(version_info, nodes, pods, storage_classes, csi_drivers, runtime
 
     node_list = []
     gpu_nodes = []
+    zones = set()
+    node_count = 0
+    distribution_labels = []
     for node in nodes or []:
         facts = node_facts(node, requested.get(_meta(node).get('name'), 0))
+        node_count += 1
+        if facts['zone']:
+            zones.add(facts['zone'])
+        if len(distribution_labels) < 50:
+            distribution_labels.append(facts['labels'])
+        if label_keys is not None:
+            if not is_gpu_node(facts):
+                continue
+            facts = slim_node(facts, label_keys)
         node_list.append(facts)
         if facts['gpu_allocatable'] > 0:
             gpu_nodes.append(facts['name'])
@@ -448,8 +483,10 @@ def build_facts(version_info, nodes, pods, storage_classes, csi_drivers, runtime
 
     return {
         'kubernetes_version': version,
-        'distribution': detect_distribution(version['git_version'], (n['labels'] for n in node_list)),
+        'distribution': detect_distribution(version['git_version'], distribution_labels),
         'nodes': node_list,
+        'node_count': node_count,
+        'zones': sorted(zones),
         'gpu_nodes': gpu_nodes,
         'storage_classes': classes,
         'default_storage_class': default_class,
@@ -461,3 +498,33 @@ def build_facts(version_info, nodes, pods, storage_classes, csi_drivers, runtime
         'existing': dict(existing_objects(namespace_objects), ollama_pods=ollama_pods),
         'warnings': warnings,
     }
+
+
+NAMESPACED_KINDS = (
+    ('Deployment', '/apis/apps/v1/namespaces/%s/deployments'),
+    ('StatefulSet', '/apis/apps/v1/namespaces/%s/statefulsets'),
+    ('PersistentVolumeClaim', '/api/v1/namespaces/%s/persistentvolumeclaims'),
+    ('Service', '/api/v1/namespaces/%s/services'),
+    ('PodDisruptionBudget', '/apis/policy/v1/namespaces/%s/poddisruptionbudgets'),
+)
+
+
+def read_cluster(api, namespace, label_keys=None):
+    """Every list build_facts needs, read through ``api`` (module_utils.k8s.Api) in one pass."""
+    namespace_objects = {}
+    if api.get_or_none('/api/v1/namespaces/%s' % namespace) is not None:
+        namespace_objects['Namespace'] = [{'metadata': {'name': namespace}}]
+        for kind, path in NAMESPACED_KINDS:
+            namespace_objects[kind] = api.list_all(path % namespace)
+    return build_facts(
+        version_info=api.version(),
+        # Streamed page by page: build_facts keeps only each node's and pod's facts.
+        nodes=api.iter_all('/api/v1/nodes'),
+        pods=api.iter_all('/api/v1/pods', fieldSelector='status.phase!=Succeeded,status.phase!=Failed'),
+        storage_classes=api.list_all('/apis/storage.k8s.io/v1/storageclasses'),
+        csi_drivers=api.list_all('/apis/storage.k8s.io/v1/csidrivers'),
+        runtime_classes=api.list_all('/apis/node.k8s.io/v1/runtimeclasses'),
+        daemonsets=api.list_all('/apis/apps/v1/daemonsets'),
+        namespace_objects=namespace_objects,
+        label_keys=label_keys,
+    )

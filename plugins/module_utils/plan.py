@@ -1186,7 +1186,7 @@ def compute_plan(facts, config):
     if sc and sc['provisioner'] in NODE_LOCAL_PROVISIONERS:
         report.warn('StorageClass %s keeps models on one node\'s disk: a replica is pinned to the node its claim '
                     'first bound on, and stays Pending while that node is gone' % sc['name'])
-    all_zones = set(n.get('zone') for n in facts.get('nodes') or [] if n.get('zone'))
+    all_zones = set(facts.get('zones') or (n.get('zone') for n in facts.get('nodes') or [] if n.get('zone')))
     if sc and sc['binding_mode'] == 'Immediate' and access_mode == 'ReadWriteOnce' and len(all_zones) > 1:
         report.warn('StorageClass %s binds Immediately: a volume may be created in a zone without a GPU node; '
                     'prefer volumeBindingMode WaitForFirstConsumer' % sc['name'])

@@ -28,6 +28,14 @@ options:
     description: Seconds each API request may take before the module fails with a clear error.
     type: int
     default: 30
+  label_keys:
+    description:
+      - Node labels to keep beside the GPU, zone, instance-type and role labels the plan reads (for example the keys
+        of C(ollama_node_selector) and C(ollama_gpu_node_label)).
+      - With it set, C(nodes) lists only the nodes with GPUs, so the facts stay small on clusters of thousands of
+        nodes; C(node_count) and C(zones) still count every node. Left out, every node comes with all its labels.
+    type: list
+    elements: str
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
   - ansible.builtin.action_common_attributes
@@ -71,6 +79,13 @@ cluster:
       description: One entry per node with readiness, labels, taints, zone and GPU counts.
       type: list
       elements: dict
+    node_count:
+      description: Number of nodes in the cluster.
+      type: int
+    zones:
+      description: Zones of all nodes.
+      type: list
+      elements: str
     gpu_nodes:
       description: Names of the nodes with allocatable C(nvidia.com/gpu).
       type: list
@@ -105,35 +120,9 @@ cluster:
       elements: str
 '''
 
-from ansible_collections.llmops.ollama.plugins.module_utils.cluster_facts import build_facts
+from ansible_collections.llmops.ollama.plugins.module_utils.cluster_facts import read_cluster
 from ansible_collections.llmops.ollama.plugins.module_utils.k8s import Api, ClusterError, new_module
 
-NAMESPACED_KINDS = (
-    ('Deployment', '/apis/apps/v1/namespaces/%s/deployments'),
-    ('StatefulSet', '/apis/apps/v1/namespaces/%s/statefulsets'),
-    ('PersistentVolumeClaim', '/api/v1/namespaces/%s/persistentvolumeclaims'),
-    ('Service', '/api/v1/namespaces/%s/services'),
-    ('PodDisruptionBudget', '/apis/policy/v1/namespaces/%s/poddisruptionbudgets'),
-)
-
-
-def read_cluster(api, namespace):
-    namespace_objects = {}
-    if api.get_or_none('/api/v1/namespaces/%s' % namespace) is not None:
-        namespace_objects['Namespace'] = [{'metadata': {'name': namespace}}]
-        for kind, path in NAMESPACED_KINDS:
-            namespace_objects[kind] = api.list_all(path % namespace)
-    return build_facts(
-        version_info=api.version(),
-        # Streamed page by page: build_facts keeps only each node's and pod's facts.
-        nodes=api.iter_all('/api/v1/nodes'),
-        pods=api.iter_all('/api/v1/pods', fieldSelector='status.phase!=Succeeded,status.phase!=Failed'),
-        storage_classes=api.list_all('/apis/storage.k8s.io/v1/storageclasses'),
-        csi_drivers=api.list_all('/apis/storage.k8s.io/v1/csidrivers'),
-        runtime_classes=api.list_all('/apis/node.k8s.io/v1/runtimeclasses'),
-        daemonsets=api.list_all('/apis/apps/v1/daemonsets'),
-        namespace_objects=namespace_objects,
-    )
 
 
 def main():
@@ -141,12 +130,13 @@ def main():
         argument_spec=dict(
             namespace=dict(type='str', default='ollama'),
             request_timeout=dict(type='int', default=30),
+            label_keys=dict(type='list', elements='str', no_log=False),
         ),
         supports_check_mode=True,
     )
     try:
         api = Api(module, request_timeout=module.params['request_timeout'])
-        facts = read_cluster(api, module.params['namespace'])
+        facts = read_cluster(api, module.params['namespace'], module.params['label_keys'])
     except ClusterError as exc:
         module.fail_json(msg=str(exc), cause=exc.message, fix=exc.fix)
     for warning in facts.get('warnings') or []:

@@ -19,9 +19,16 @@ author:
   - llmops.ollama maintainers (@llmops-ollama)
 options:
   facts:
-    description: The C(cluster) result of M(llmops.ollama.cluster_facts).
+    description:
+      - The C(cluster) result of M(llmops.ollama.cluster_facts).
+      - When left out, the plan reads the cluster itself with M(llmops.ollama.cluster_facts) (the auth options
+        below apply) and returns the facts as C(cluster); thousands of nodes' facts then never pass through
+        templating between tasks.
     type: dict
-    required: true
+  request_timeout:
+    description: Seconds each API request may take when the plan reads the cluster itself.
+    type: int
+    default: 30
   variables:
     description:
       - The user's C(ollama_*) variables (for example C(ollama_replicas), C(ollama_storage_class)); others are ignored.
@@ -33,6 +40,7 @@ options:
     type: bool
     default: true
 extends_documentation_fragment:
+  - kubernetes.core.k8s_auth_options
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -56,6 +64,10 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+cluster:
+  description: The cluster facts, when the plan read them itself; see M(llmops.ollama.cluster_facts).
+  returned: when I(facts) is left out
+  type: dict
 plan:
   description: Every decision; see the README of the gpu_preflight role for each key.
   returned: success
@@ -103,28 +115,40 @@ plan:
       elements: dict
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
+from ansible_collections.llmops.ollama.plugins.module_utils.cluster_facts import read_cluster
+from ansible_collections.llmops.ollama.plugins.module_utils.k8s import Api, ClusterError, new_module
 from ansible_collections.llmops.ollama.plugins.module_utils.plan import (
-    compute_plan, config_from_role_vars, describe_errors)
+    DEFAULTS, compute_plan, config_from_role_vars, describe_errors)
 
 
 def main():
-    module = AnsibleModule(
+    """Runs where the action plugin is not used (the action plugin is the usual path)."""
+    module = new_module(
         argument_spec=dict(
-            facts=dict(type='dict', required=True),
-            variables=dict(type='dict', default={}),  # the action plugin fills it from the task's variables
+            facts=dict(type='dict'),
+            variables=dict(type='dict', default={}),
             fail_on_error=dict(type='bool', default=True),
+            request_timeout=dict(type='int', default=30),
         ),
         supports_check_mode=True,
     )
-    plan = compute_plan(module.params['facts'], config_from_role_vars(module.params['variables']))
+    config = config_from_role_vars(module.params['variables'])
+    result = {}
+    facts = module.params['facts']
+    if facts is None:
+        try:
+            facts = read_cluster(Api(module, module.params['request_timeout']),
+                                 config.get('namespace') or DEFAULTS['namespace'])
+        except ClusterError as exc:
+            module.fail_json(msg=str(exc))
+        result['cluster'] = facts
+    plan = compute_plan(facts, config)
     for warning in plan['warnings']:
         module.warn(warning)
     if plan['errors'] and module.params['fail_on_error']:
         module.fail_json(msg='The plan found %d problem(s); nothing was changed in the cluster.\n%s'
                          % (len(plan['errors']), describe_errors(plan['errors'])), plan=plan)
-    module.exit_json(changed=False, plan=plan)
+    module.exit_json(changed=False, plan=plan, **result)
 
 
 if __name__ == '__main__':

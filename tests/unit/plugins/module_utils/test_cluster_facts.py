@@ -423,7 +423,7 @@ def test_k3s_cluster_facts_shape():
         [],
     )
     assert sorted(facts) == sorted([
-        'kubernetes_version', 'distribution', 'nodes', 'gpu_nodes', 'storage_classes', 'default_storage_class',
+        'kubernetes_version', 'distribution', 'nodes', 'node_count', 'zones', 'gpu_nodes', 'storage_classes', 'default_storage_class',
         'csi_drivers', 'runtime_classes', 'device_plugin', 'gpu_operator', 'feature_discovery', 'existing',
         'warnings'])
     assert facts['distribution'] == 'k3s'
@@ -490,3 +490,17 @@ def test_raw_eks_objects_without_feature_discovery_need_labels():
     assert result['affinity']['zone_spread_when'] == 'DoNotSchedule'
     # 42 GB does not fit a 23028 MiB A10G (known from the instance type)
     assert [e['variable'] for e in result['errors']] == ['ollama_models']
+
+
+def test_label_keys_keep_only_gpu_nodes_with_the_labels_the_plan_reads():
+    gpu = {'metadata': {'name': 'g', 'labels': {'nvidia.com/gpu.present': 'true', 'team': 'ml', 'pool': 'a',
+                                                 'topology.kubernetes.io/zone': 'z1'}},
+           'status': {'allocatable': {'nvidia.com/gpu': '1'}, 'capacity': {'nvidia.com/gpu': '1'}}}
+    cpu = {'metadata': {'name': 'c', 'labels': {'topology.kubernetes.io/zone': 'z2'}}, 'status': {}}
+    facts = build_facts({'gitVersion': 'v1.34.0'}, [gpu, cpu], [], [], [], [], [], label_keys=['pool'])
+    assert [n['name'] for n in facts['nodes']] == ['g']
+    assert facts['nodes'][0]['labels'] == {'nvidia.com/gpu.present': 'true', 'pool': 'a',
+                                           'topology.kubernetes.io/zone': 'z1'}
+    assert facts['node_count'] == 2 and facts['zones'] == ['z1', 'z2']
+    full = build_facts({'gitVersion': 'v1.34.0'}, [gpu, cpu], [], [], [], [], [])
+    assert [n['name'] for n in full['nodes']] == ['g', 'c'] and full['nodes'][0]['labels']['team'] == 'ml'
