@@ -228,12 +228,12 @@ class Cluster:
                            f"read {cache_dir() / 'failed-start-logs' / (name + '.log')}, mend the cause, "
                            "then run make sim-up again")
 
-    def _wait(self, state, name, predicate, timeout):
+    def _wait(self, state, name, predicate, timeout, interval=0.5):
         def check():
             self._check_exited(state, name)
             return predicate()
         try:
-            return wait_for(check, timeout, what=f"{name} to become ready")
+            return wait_for(check, timeout, interval=interval, what=f"{name} to become ready")
         except SimError as exc:
             self._check_exited(state, name)
             raise exc
@@ -274,12 +274,14 @@ class Cluster:
             f"--cluster-signing-cert-file={p / 'ca.crt'}", f"--cluster-signing-key-file={p / 'ca.key'}",
             "--use-service-account-credentials=true", "--leader-elect=false", "--secure-port=0",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--node-monitor-grace-period=20s", "--concurrent-deployment-syncs=10", "--v=0"])
+            "--node-monitor-grace-period=20s", "--concurrent-deployment-syncs=10",
+            # The default 20 QPS makes lifting the not-ready taint of thousands of nodes take minutes.
+            "--kube-api-qps=1000", "--kube-api-burst=2000", "--v=0"])
         self._spawn(state, "kube-scheduler", [
             str(binaries["kube-scheduler"]), f"--kubeconfig={cfg / 'scheduler.kubeconfig'}",
             f"--authentication-kubeconfig={cfg / 'scheduler.kubeconfig'}",
             f"--authorization-kubeconfig={cfg / 'scheduler.kubeconfig'}",
-            "--leader-elect=false", "--secure-port=0", "--v=0"])
+            "--leader-elect=false", "--secure-port=0", "--kube-api-qps=1000", "--kube-api-burst=2000", "--v=0"])
         self._spawn(state, "kwok", [
             str(binaries["kwok"]), f"--kubeconfig={cfg / 'kwok.kubeconfig'}",
             f"--manage-nodes-with-annotation-selector={profiles.FAKE_NODE_ANNOTATION}=fake",
@@ -317,7 +319,7 @@ class Cluster:
         for obj in profiles.objects(profile):
             api.create(obj)
         want = {n["metadata"]["name"] for n in nodes}
-        timeout = 60 + len(want) * 0.05
+        timeout = 60 + len(want) * 0.2
 
         def all_ready():
             items, _ = api.list_all("/api/v1/nodes")
@@ -326,7 +328,7 @@ class Cluster:
                      if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions", []))
                      and not any(t["key"].startswith("node.kubernetes.io/") for t in n["spec"].get("taints", []))}
             return want <= ready
-        self._wait(state, "kwok", all_ready, timeout)
+        self._wait(state, "kwok", all_ready, timeout, interval=0.5 if len(want) < 500 else 3)
         state["nodes"] = len(want)
 
 
