@@ -31,7 +31,9 @@ def timed(cmd, env=None):
     best = None
     for _ in range(REPEAT):
         started = time.monotonic()
-        subprocess.run(cmd, check=True, capture_output=True, env=env, cwd=REPO)
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd[:4])} failed:\n{done.stdout[-3000:]}{done.stderr[-2000:]}")
         elapsed = time.monotonic() - started
         best = elapsed if best is None else min(best, elapsed)
     return best

@@ -329,6 +329,13 @@ class Cluster:
                      and not any(t["key"].startswith("node.kubernetes.io/") for t in n["spec"].get("taints", []))}
             return want <= ready
         self._wait(state, "kwok", all_ready, timeout, interval=0.5 if len(want) < 500 else 3)
+        for plugin in profiles.device_plugin(profile):
+            path = "/apis/apps/v1/namespaces/kube-system/daemonsets/" + plugin["metadata"]["name"]
+
+            def plugin_ready():
+                status = api.get(path).get("status", {})
+                return 0 < status.get("desiredNumberScheduled", 0) == status.get("numberReady", -1)
+            self._wait(state, "kwok", plugin_ready, timeout, interval=0.5 if len(want) < 500 else 3)
         state["nodes"] = len(want)
 
 
