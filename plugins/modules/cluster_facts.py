@@ -39,15 +39,7 @@ options:
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
   - ansible.builtin.action_common_attributes
-attributes:
-  check_mode:
-    support: full
-    details: Read-only, so it runs the same in check mode.
-  diff_mode:
-    support: none
-    details: Changes nothing, so it has no diff.
-  platform:
-    platforms: posix
+  - llmops.ollama.attributes.READ_ONLY
 '''
 
 EXAMPLES = r'''

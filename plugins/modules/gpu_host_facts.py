@@ -30,15 +30,7 @@ options:
     default: /var/lib/rancher/k3s/agent/etc/containerd/config.toml
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
-attributes:
-  check_mode:
-    support: full
-    details: Read-only, so it runs the same in check mode.
-  diff_mode:
-    support: none
-    details: Changes nothing, so it has no diff.
-  platform:
-    platforms: posix
+  - llmops.ollama.attributes.READ_ONLY
 '''
 
 EXAMPLES = r'''
