@@ -155,8 +155,7 @@ class Api(object):
             if token:
                 params['continue'] = token
             page = self.get(path, **params)
-            for item in page.get('items') or []:
-                yield item
+            yield from page.get('items') or []
             token = (page.get('metadata') or {}).get('continue')
             if not token:
                 return

@@ -116,7 +116,6 @@ from ansible_collections.llmops.ollama.plugins.module_utils.cluster_facts import
 from ansible_collections.llmops.ollama.plugins.module_utils.k8s import Api, ClusterError, new_module
 
 
-
 def main():
     module = new_module(
         argument_spec=dict(

@@ -124,7 +124,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    config = config_from_role_vars(module.params['variables'])
+    config = config_from_role_vars(module.params['variables'] or {})
     result = {}
     facts = module.params['facts']
     if facts is None:

@@ -493,8 +493,8 @@ def test_raw_eks_objects_without_feature_discovery_need_labels():
 
 
 def test_label_keys_keep_only_gpu_nodes_with_the_labels_the_plan_reads():
-    gpu = {'metadata': {'name': 'g', 'labels': {'nvidia.com/gpu.present': 'true', 'team': 'ml', 'pool': 'a',
-                                                 'topology.kubernetes.io/zone': 'z1'}},
+    labels = {'nvidia.com/gpu.present': 'true', 'team': 'ml', 'pool': 'a', 'topology.kubernetes.io/zone': 'z1'}
+    gpu = {'metadata': {'name': 'g', 'labels': labels},
            'status': {'allocatable': {'nvidia.com/gpu': '1'}, 'capacity': {'nvidia.com/gpu': '1'}}}
     cpu = {'metadata': {'name': 'c', 'labels': {'topology.kubernetes.io/zone': 'z2'}}, 'status': {}}
     facts = build_facts({'gitVersion': 'v1.34.0'}, [gpu, cpu], [], [], [], [], [], label_keys=['pool'])
