@@ -118,7 +118,7 @@ def main():
     module = new_module(
         argument_spec=dict(
             facts=dict(type='dict'),
-            variables=dict(type='dict', default={}),
+            variables=dict(type='dict'),
             fail_on_error=dict(type='bool', default=True),
             request_timeout=dict(type='int', default=30),
         ),
