@@ -18,7 +18,8 @@ def state_dir() -> Path:
     return Path(os.environ.get("LLMOPS_SIM_STATE", REPO_ROOT / ".sim"))
 
 
-def read_versions(path: Path = VERSIONS_FILE) -> dict:
+def read_versions(path: Path = None) -> dict:
+    path = Path(path or os.environ.get("LLMOPS_SIM_VERSIONS", VERSIONS_FILE))
     versions = {}
     for line in path.read_text().splitlines():
         line = line.strip()
