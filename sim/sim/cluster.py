@@ -316,8 +316,6 @@ class Cluster:
         nodes = profiles.nodes(profile, state["kubernetes_version"])
         with ThreadPoolExecutor(max_workers=16) as pool:
             list(pool.map(api.create, nodes))
-        for obj in profiles.objects(profile):
-            api.create(obj)
         want = {n["metadata"]["name"] for n in nodes}
         timeout = 60 + len(want) * 0.2
 
@@ -329,6 +327,10 @@ class Cluster:
                      and not any(t["key"].startswith("node.kubernetes.io/") for t in n["spec"].get("taints", []))}
             return want <= ready
         self._wait(state, "kwok", all_ready, timeout, interval=0.5 if len(want) < 500 else 3)
+        # Only now: DaemonSet pods tolerate not-ready nodes, and the node lifecycle controller marks the
+        # pods of a node that is still coming up NotReady for good.
+        for obj in profiles.objects(profile):
+            api.create(obj)
         for plugin in profiles.device_plugin(profile):
             path = "/apis/apps/v1/namespaces/kube-system/daemonsets/" + plugin["metadata"]["name"]
 
