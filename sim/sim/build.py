@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import subprocess
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -1,6 +1,8 @@
 """Bring the simulated control plane up and down: etcd, kube-apiserver, kube-controller-manager,
 kube-scheduler, the KWOK controller and the simulator's own controller (volumes, Ollama pods)."""
 
+import base64
+import ipaddress
 import json
 import os
 import shutil
@@ -9,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -97,7 +100,6 @@ def _pid_of_ours(marker: str) -> list:
 
 def kubeconfig_text(ports: dict, pki_dir: Path, client: str, context: str) -> str:
     def data(path):
-        import base64
         return base64.b64encode(path.read_bytes()).decode()
 
     return json.dumps({
@@ -342,7 +344,6 @@ class Cluster:
 
 
 def _pod_cidr() -> str:
-    import ipaddress
     raw = os.environ.get("LLMOPS_SIM_POD_CIDR", DEFAULT_POD_CIDR)
     try:
         net = ipaddress.ip_network(raw)
@@ -356,13 +357,11 @@ def _pod_cidr() -> str:
 
 def _first_host_cidr(cidr: str) -> str:
     """KWOK's --cidr takes the first address with the prefix (10.244.0.1/16)."""
-    import ipaddress
     net = ipaddress.ip_network(cidr)
     return f"{net.network_address + 1}/{net.prefixlen}"
 
 
 def _http_ok(url: str) -> bool:
-    import urllib.request
     try:
         with urllib.request.urlopen(url, timeout=2) as resp:
             return resp.status == 200
