@@ -1,0 +1,958 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Ollama's HTTP API from the controller: endpoints, pulls with progress, residency, name matching.
+
+An endpoint is either a pod or a service reached through the Kubernetes API server's proxy (with the
+cluster credentials of every other task, through :mod:`k8s`), or a direct URL (through
+``ansible.module_utils.urls``). Everything above the endpoint (pull with stall detection and bounded
+retries, the plan of what to pull or delete, /api/ps residency, registry manifests) is plain Python
+and unit-tested with recorded answers.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+import re
+import socket
+import tempfile
+import time
+
+from ansible_collections.llmops.ollama.plugins.module_utils.plan import model_display_name, parse_model_name
+
+DEFAULT_PORT = 11434
+DIGEST_RE = re.compile(r'^sha256:[0-9a-f]{64}$')
+MANIFEST_ACCEPT = ', '.join([
+    'application/vnd.docker.distribution.manifest.v2+json',
+    'application/vnd.oci.image.manifest.v1+json',
+])
+
+# Error kinds. Only the retryable ones lead to another attempt of a pull.
+UNREACHABLE = 'unreachable'
+STALLED = 'stalled'
+TRANSIENT = 'transient'
+UNKNOWN_MODEL = 'unknown_model'
+INVALID_NAME = 'invalid_name'
+DISK_FULL = 'disk_full'
+INSECURE = 'insecure'
+UNAUTHORIZED = 'unauthorized'
+NOT_FOUND = 'not_found'
+DIGEST_MISMATCH = 'digest_mismatch'
+HTTP = 'http'
+RETRYABLE = frozenset([STALLED, TRANSIENT, UNREACHABLE])
+
+
+class OllamaError(Exception):
+    """Something Ollama (or the way to it) answered, classified, with the fix to show."""
+
+    def __init__(self, message, fix=None, kind=HTTP, status=None):
+        super(OllamaError, self).__init__(message)
+        self.message = message
+        self.fix = fix
+        self.kind = kind
+        self.status = status
+
+    def __str__(self):
+        return '%s. Fix: %s' % (self.message, self.fix) if self.fix else self.message
+
+
+def classify(text, status=None):
+    """(kind, fix) for an error text from Ollama or from the way to it."""
+    low = (text or '').lower()
+    if 'file does not exist' in low and 'manifest' in low:
+        return UNKNOWN_MODEL, ('the registry has no model by that name and tag: check the spelling and the tag '
+                               '(e.g. llama3.2:3b) at the registry, or publish it there first')
+    if 'invalid model name' in low or 'invalid name' in low:
+        return INVALID_NAME, 'write the name as [host/][namespace/]model[:tag], e.g. llama3.2:3b'
+    if 'no space left on device' in low or 'disk quota exceeded' in low or 'not enough space' in low:
+        return DISK_FULL, ('the model store is full: raise ollama_claim_size (or ollama_claim_headroom_percent), '
+                           'expand the claim, or remove models with prune')
+    if 'insecure protocol' in low or 'http: server gave http response to https client' in low:
+        return INSECURE, 'set insecure: true (model_pull_insecure_registries) for a plain-HTTP or self-signed registry'
+    if status in (401, 403) or 'unauthorized' in low or '401' in low.split():
+        return UNAUTHORIZED, 'the registry refused the credentials: give the Ollama pods access to the private registry'
+    if 'part stalled' in low or 'timed out' in low or 'timeout' in low:
+        return STALLED, 'check the network between the Ollama pods and the registry, then run again'
+    if status in (502, 503, 504) or any(t in low for t in (
+            'connection refused', 'connection reset', 'no route to host', 'eof', 'max retries exceeded',
+            'broken pipe', 'temporarily unavailable', 'i/o timeout', 'tls handshake', 'dial tcp')):
+        return TRANSIENT, 'check that the registry is up and reachable from the Ollama pods, then run again'
+    return HTTP, 'see Ollama\'s message above'
+
+
+# ---------------------------------------------------------------- endpoints
+
+class Endpoint(object):
+    """Where one Ollama answers. Subclasses implement :meth:`_request` and :meth:`_stream`."""
+
+    description = 'ollama'
+
+    def request(self, method, path, body=None, timeout=30):
+        """The decoded JSON answer; raises :class:`OllamaError`."""
+        return self._request(method, path, body, timeout)
+
+    def stream(self, method, path, body, connect_timeout, read_timeout):
+        """Each JSON line of a streamed answer; a silence longer than read_timeout raises a STALLED error."""
+        return self._stream(method, path, body, connect_timeout, read_timeout)
+
+    def version(self, timeout=15):
+        answer = self.request('GET', '/api/version', timeout=timeout)
+        if not isinstance(answer, dict) or 'version' not in answer:
+            raise OllamaError('%s did not answer like Ollama (/api/version: %r)' % (self.description, answer),
+                              'point the endpoint at an Ollama server (port %d)' % DEFAULT_PORT, kind=UNREACHABLE)
+        return answer['version']
+
+    def tags(self, timeout=30):
+        return (self.request('GET', '/api/tags', timeout=timeout) or {}).get('models') or []
+
+    def ps(self, timeout=30):
+        return (self.request('GET', '/api/ps', timeout=timeout) or {}).get('models') or []
+
+
+def _error_text(message, status):
+    """Ollama's own words out of a ClusterError message (``... answered 500: <text>``)."""
+    marker = ' answered %s: ' % status
+    if marker in message:
+        return message.split(marker, 1)[1]
+    return message
+
+
+class ProxyEndpoint(Endpoint):
+    """A pod (``pod``) or a service (``service``) through the API server's proxy."""
+
+    def __init__(self, api, namespace, pod=None, service=None, port=DEFAULT_PORT):
+        from ansible_collections.llmops.ollama.plugins.module_utils.k8s import pod_proxy_path, service_proxy_path
+        self.api = api
+        self.namespace = namespace
+        self.pod = pod
+        self.service = service
+        self.port = port
+        if pod:
+            self.description = 'pod %s/%s' % (namespace, pod)
+            self._path = lambda path: pod_proxy_path(namespace, pod, port, path)
+        else:
+            self.description = 'service %s/%s' % (namespace, service)
+            self._path = lambda path: service_proxy_path(namespace, service, port, path)
+
+    def _fail(self, exc):
+        from ansible_collections.llmops.ollama.plugins.module_utils.k8s import ClusterError
+        if not isinstance(exc, ClusterError):
+            raise exc
+        status = exc.status
+        text = _error_text(exc.message, status)
+        if status is None:  # the API server itself could not be reached
+            raise OllamaError(exc.message, exc.fix, kind=UNREACHABLE)
+        low = text.lower()
+        if status == 404 and ('pods "' in low or 'services "' in low or 'namespaces "' in low):
+            raise OllamaError('%s does not exist: %s' % (self.description, text),
+                              'check the namespace and the %s name' % ('pod' if self.pod else 'service'),
+                              kind=UNREACHABLE, status=status)
+        if status in (502, 503) and ('error trying to reach' in low or 'dial tcp' in low or 'no endpoints' in low
+                                     or 'connection refused' in low):
+            raise OllamaError('%s does not answer on port %s: %s' % (self.description, self.port, text),
+                              'check that the pod is Running and Ollama listens on port %s (OLLAMA_HOST)' % self.port,
+                              kind=UNREACHABLE, status=status)
+        if status in (401, 403):
+            raise OllamaError(exc.message, exc.fix, kind=UNAUTHORIZED, status=status)
+        kind, fix = classify(text, status)
+        if status == 404 and kind == HTTP:
+            kind, fix = NOT_FOUND, 'the model is not on this endpoint'
+        raise OllamaError(text, fix, kind=kind, status=status)
+
+    def _request(self, method, path, body, timeout):
+        try:
+            return self.api.request(method, self._path(path), body=body, timeout=timeout)
+        except Exception as exc:  # ClusterError, classified in _fail
+            self._fail(exc)
+
+    def _stream(self, method, path, body, connect_timeout, read_timeout):
+        try:
+            # A number is the read timeout of each read (the connect timeout is at most 10 s): a silent
+            # stream raises after read_timeout seconds.
+            lines = self.api.stream_lines(method, self._path(path), body=body, timeout=read_timeout)
+            yield from lines
+        except OllamaError:
+            raise
+        except ValueError as exc:
+            raise OllamaError('%s sent a line that is not JSON: %s' % (self.description, exc), kind=TRANSIENT)
+        except Exception as exc:
+            from ansible_collections.llmops.ollama.plugins.module_utils.k8s import ClusterError
+            if isinstance(exc, ClusterError):
+                self._fail(exc)
+            if 'timed out' in str(exc).lower() or isinstance(exc, socket.timeout):
+                raise OllamaError('%s sent nothing for %ss' % (self.description, read_timeout), kind=STALLED)
+            raise OllamaError('the stream from %s broke off: %s' % (self.description, exc), kind=TRANSIENT)
+
+
+class UrlEndpoint(Endpoint):
+    """Ollama at a URL the controller reaches (``http://ollama.example.com:11434``)."""
+
+    def __init__(self, url, validate_certs=True, headers=None, opener=None):
+        self.base = url.rstrip('/')
+        self.description = self.base
+        self.validate_certs = validate_certs
+        self.headers = dict(headers or {})
+        if opener is None:
+            from ansible.module_utils.urls import open_url
+            opener = open_url
+        self.opener = opener
+
+    def _open(self, method, path, body, timeout):
+        from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
+        headers = dict(self.headers, Accept='application/json')
+        data = None
+        if body is not None:
+            data = json.dumps(body)
+            headers['Content-Type'] = 'application/json'
+        try:
+            return self.opener(self.base + path, method=method, data=data, headers=headers, timeout=timeout,
+                               validate_certs=self.validate_certs, follow_redirects='safe')
+        except HTTPError as exc:
+            try:
+                raw = exc.read()
+                text = json.loads(raw).get('error') or raw
+            except Exception:
+                text = str(exc)
+            text = text.decode('utf-8', 'replace') if isinstance(text, bytes) else str(text)
+            kind, fix = classify(text, exc.code)
+            if exc.code == 404 and kind == HTTP:
+                kind, fix = NOT_FOUND, 'the model is not on this endpoint'
+            raise OllamaError(text, fix, kind=kind, status=exc.code)
+        except (URLError, socket.timeout, OSError) as exc:
+            raise OllamaError('cannot reach Ollama at %s: %s' % (self.base, getattr(exc, 'reason', exc)),
+                              'check the URL and that the controller reaches it (firewall, Ingress, auth)',
+                              kind=UNREACHABLE)
+
+    def _request(self, method, path, body, timeout):
+        response = self._open(method, path, body, timeout)
+        raw = response.read()
+        if not raw:
+            return {}
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return {'raw': raw.decode('utf-8', 'replace')}
+
+    def _stream(self, method, path, body, connect_timeout, read_timeout):
+        # The socket timeout bounds every read: a silent stream raises after read_timeout seconds.
+        response = self._open(method, path, body, max(connect_timeout, read_timeout))
+        try:
+            while True:
+                try:
+                    line = response.readline()
+                except (socket.timeout, OSError) as exc:
+                    if 'timed out' in str(exc).lower() or isinstance(exc, socket.timeout):
+                        raise OllamaError('%s sent nothing for %ss' % (self.description, read_timeout), kind=STALLED)
+                    raise OllamaError('the stream from %s broke off: %s' % (self.description, exc), kind=TRANSIENT)
+                if not line:
+                    return
+                if line.strip():
+                    try:
+                        yield json.loads(line)
+                    except ValueError as exc:
+                        raise OllamaError('%s sent a line that is not JSON: %s' % (self.description, exc),
+                                          kind=TRANSIENT)
+        finally:
+            try:
+                response.close()
+            except Exception:
+                pass
+
+
+# ---------------------------------------------------------------- names
+
+def model_key(name):
+    """The name Ollama stores a model under, lower-cased for comparison (Ollama compares names
+    case-insensitively): ``tiny-a`` -> ``registry.ollama.ai/library/tiny-a:latest``. None if invalid."""
+    parts, _reason = parse_model_name(name)
+    if parts is None:
+        return None
+    return ('%s/%s/%s:%s' % (parts['host'], parts['namespace'], parts['model'], parts['tag'])).lower()
+
+
+def short_name(name):
+    """The shortest name Ollama prints (``tiny-a:latest``); the input when invalid."""
+    parts, _reason = parse_model_name(name)
+    return model_display_name(parts) if parts else name
+
+
+def same_model(a, b):
+    key = model_key(a)
+    return key is not None and key == model_key(b)
+
+
+def normalize_digest(digest):
+    """``sha256:<hex>`` from ``sha256:<hex>``, ``sha256-<hex>`` or a bare hex digest; None if empty."""
+    if not digest:
+        return None
+    digest = str(digest).strip().lower()
+    if digest.startswith('sha256-'):
+        digest = 'sha256:' + digest[7:]
+    elif not digest.startswith('sha256:'):
+        digest = 'sha256:' + digest
+    return digest
+
+
+def parse_wanted(models):
+    """``[{name, key, digest, insecure}]`` from strings or dicts (``name``, ``digest``; the plan's model
+    entries work as they are). Returns ``(wanted, errors)``; each error names the model and the fix."""
+    wanted, errors, seen = [], [], set()
+    for index, item in enumerate(models or []):
+        if isinstance(item, str):
+            item = {'name': item}
+        if not isinstance(item, dict) or not item.get('name'):
+            errors.append('models[%d] has no name: %r. Fix: give a name such as "llama3.2:3b"' % (index, item))
+            continue
+        given = item.get('given') or item['name']
+        parts, reason = parse_model_name(given)
+        if parts is None:
+            errors.append('model %r is not a valid Ollama model name: %s. Fix: write it as '
+                          '[host/][namespace/]model[:tag][@sha256:<64 hex>], e.g. "llama3.2:3b"' % (given, reason))
+            continue
+        digest = item.get('digest') or parts.get('digest')
+        if digest and not DIGEST_RE.match(normalize_digest(digest)):
+            errors.append('model %r: digest %r is not sha256:<64 hex digits>. Fix: copy the digest from the '
+                          'registry manifest or leave it out' % (given, digest))
+            continue
+        if parts.get('digest') and item.get('digest') and \
+                normalize_digest(parts['digest']) != normalize_digest(item['digest']):
+            errors.append('model %r pins %s in its name but digest: %s. Fix: keep one of them'
+                          % (given, parts['digest'], item['digest']))
+            continue
+        key = model_key(given)
+        if key in seen:
+            continue
+        seen.add(key)
+        pull_name = model_display_name(parts)
+        if parts.get('scheme'):
+            pull_name = '%s://%s/%s/%s:%s' % (
+                parts['scheme'], parts['host'], parts['namespace'], parts['model'], parts['tag'])
+        wanted.append({'name': model_display_name(parts), 'pull_name': pull_name, 'key': key,
+                       'host': parts['host'], 'digest': normalize_digest(digest)})
+    return wanted, errors
+
+
+def index_tags(tags):
+    """{model key: {name, digest, size}} from /api/tags."""
+    result = {}
+    for model in tags or []:
+        name = model.get('name') or model.get('model')
+        key = model_key(name)
+        if key:
+            result[key] = {'name': name, 'digest': normalize_digest(model.get('digest')),
+                           'size': int(model.get('size') or 0)}
+    return result
+
+
+def plan_changes(wanted, tags, state, prune=False):
+    """What to pull and delete. ``wanted`` from :func:`parse_wanted`, ``tags`` from /api/tags.
+    Present: pull each model not there, or there with another digest than its pin.
+    Absent: delete each listed model that is there. Prune (with present): delete what is not listed."""
+    have = index_tags(tags)
+    pull, delete, keep = [], [], []
+    if state == 'present':
+        for model in wanted:
+            existing = have.get(model['key'])
+            if existing is None or (model['digest'] and existing['digest'] != model['digest']):
+                pull.append(model)
+            else:
+                keep.append(model)
+        if prune:
+            listed = set(m['key'] for m in wanted)
+            delete = [dict(name=v['name'], key=k) for k, v in sorted(have.items()) if k not in listed]
+    else:
+        for model in wanted:
+            if model['key'] in have:
+                delete.append(dict(model, name=have[model['key']]['name']))
+            else:
+                keep.append(model)
+    return {'pull': pull, 'delete': delete, 'keep': keep, 'have': have}
+
+
+def predicted_names(have, changes):
+    """Model names after the changes, for diff mode."""
+    names = dict((k, v['name']) for k, v in have.items())
+    for model in changes['delete']:
+        names.pop(model['key'], None)
+    for model in changes['pull']:
+        names[model['key']] = model['name']
+    return sorted(names.values())
+
+
+# ---------------------------------------------------------------- pull progress
+
+class PullProgress(object):
+    """Ollama's /api/pull stream folded into totals: each layer's total and completed bytes,
+    the last status, success or error. Progress is any change of status or a growing byte count."""
+
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
+        self.layers = {}
+        self.status = None
+        self.error = None
+        self.success = False
+        self.lines = 0
+        self.last_progress = clock()
+        self._mark = None
+
+    def update(self, line):
+        self.lines += 1
+        if not isinstance(line, dict):
+            return
+        if line.get('error'):
+            self.error = str(line['error'])
+            return
+        status = line.get('status')
+        digest = line.get('digest')
+        if digest and line.get('total'):
+            layer = self.layers.setdefault(digest, {'total': 0, 'completed': 0})
+            layer['total'] = int(line.get('total') or 0)
+            layer['completed'] = max(layer['completed'], int(line.get('completed') or 0))
+        if status == 'success':
+            self.success = True
+        mark = (status if not digest else 'layer', self.completed)
+        if mark != self._mark:
+            self._mark = mark
+            self.last_progress = self.clock()
+        self.status = status
+
+    @property
+    def completed(self):
+        return sum(layer['completed'] for layer in self.layers.values())
+
+    @property
+    def total(self):
+        return sum(layer['total'] for layer in self.layers.values())
+
+    @property
+    def percent(self):
+        if self.success:
+            return 100.0
+        total = self.total
+        return round(100.0 * self.completed / total, 1) if total else 0.0
+
+    def idle_for(self):
+        return self.clock() - self.last_progress
+
+    def as_dict(self):
+        return {'status': self.status, 'completed': self.completed, 'total': self.total, 'percent': self.percent,
+                'success': self.success, 'error': self.error}
+
+
+def pull_model(endpoint, model, insecure=False, stall_timeout=300, attempts=3, connect_timeout=30,
+               on_progress=None, clock=time.monotonic, sleep=time.sleep, done_check=None, total_timeout=7200):
+    """Pull one model, following the progress stream; no progress for ``stall_timeout`` seconds ends
+    an attempt, and at most ``attempts`` are made (Ollama resumes the download it kept). Returns
+    ``{attempts, progress, streamed}``; raises :class:`OllamaError` with the last error.
+
+    A stream that breaks before any layer progress is the kube-apiserver's HTTP/1.1 proxy race (its
+    frontend closes the request body once Ollama's first line arrives, golang/go#40747): the last
+    attempt after one then asks for one answer at the end (``stream: false``, bounded by
+    ``total_timeout``), which the race cannot hit. ``done_check`` (a callable) tells whether the model
+    is on the endpoint after all, before an attempt is retried."""
+    last = None
+    early_break = False
+    for attempt in range(1, attempts + 1):
+        broke_early = False
+        progress = PullProgress(clock=clock)
+        body = {'model': model['pull_name'], 'insecure': bool(insecure)}
+        if early_break and attempt == attempts:
+            try:
+                answer = endpoint.request('POST', '/api/pull', dict(body, stream=False), timeout=total_timeout)
+            except OllamaError as exc:
+                last = exc
+                break
+            progress.update(answer)
+            if progress.success:
+                if on_progress:
+                    on_progress(model, progress, attempt)
+                return {'attempts': attempt, 'progress': progress.as_dict(), 'streamed': False}
+            kind, fix = classify(progress.error or '')
+            last = OllamaError('pulling %s on %s failed: %s' % (model['name'], endpoint.description,
+                                                                progress.error or answer), fix, kind=kind)
+            break
+        stream = endpoint.stream('POST', '/api/pull', dict(body, stream=True), connect_timeout, stall_timeout)
+        try:
+            for line in stream:
+                progress.update(line)
+                if on_progress:
+                    on_progress(model, progress, attempt)
+                if progress.error:
+                    kind, fix = classify(progress.error)
+                    raise OllamaError('pulling %s on %s failed: %s' % (
+                        model['name'], endpoint.description, progress.error), fix, kind=kind)
+                if progress.success:
+                    break
+                if progress.idle_for() > stall_timeout:
+                    raise OllamaError('pulling %s on %s made no progress for %ss (at %s%%, %s)'
+                                      % (model['name'], endpoint.description, stall_timeout, progress.percent,
+                                         progress.status), kind=STALLED)
+            if not progress.success:
+                raise OllamaError('the pull stream of %s from %s ended before success (last status: %s)'
+                                  % (model['name'], endpoint.description, progress.status), kind=TRANSIENT)
+            return {'attempts': attempt, 'progress': progress.as_dict(), 'streamed': True}
+        except OllamaError as exc:
+            if exc.kind == STALLED and not exc.fix:
+                exc.fix = 'check the network between the Ollama pods and the registry, then run again'
+            if exc.kind == INVALID_NAME and 'model' not in exc.message:
+                exc.message = 'Ollama rejected the name %s: %s' % (model['name'], exc.message)
+            last = exc
+            if exc.kind not in RETRYABLE:
+                raise
+            if exc.kind == TRANSIENT and not progress.layers:
+                early_break = broke_early = True
+        finally:
+            close = getattr(stream, 'close', None)
+            if close:
+                close()
+        if done_check is not None:
+            try:
+                if done_check():
+                    return {'attempts': attempt, 'progress': dict(progress.as_dict(), success=True, percent=100.0),
+                            'streamed': True}
+            except OllamaError:
+                pass
+        if attempt < attempts and not broke_early:  # the proxy race is not an overload: retry at once
+            sleep(min(2 ** attempt, 10))
+    raise OllamaError('%s (gave up after %d attempts)' % (last.message, attempts), last.fix, kind=last.kind)
+
+
+def delete_model(endpoint, name, timeout=60):
+    try:
+        endpoint.request('DELETE', '/api/delete', {'model': name}, timeout=timeout)
+        return True
+    except OllamaError as exc:
+        if exc.kind == NOT_FOUND or exc.status == 404:
+            return False
+        raise
+
+
+class ProgressFile(object):
+    """Progress of every model of a run, as JSON in a file the role's polling task prints.
+    Written atomically, at most once per ``interval`` seconds unless forced."""
+
+    def __init__(self, path, endpoint, interval=1.0, clock=time.monotonic):
+        self.path = path
+        self.interval = interval
+        self.clock = clock
+        self.state = {'endpoint': endpoint, 'models': {}, 'done': False}
+        self._last = None
+
+    def update(self, name, force=False, **values):
+        self.state['models'].setdefault(name, {}).update(values)
+        self.write(force)
+
+    def write(self, force=False):
+        if not self.path:
+            return
+        now = self.clock()
+        if not force and self._last is not None and now - self._last < self.interval:
+            return
+        self._last = now
+        directory = os.path.dirname(os.path.abspath(self.path))
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix='.progress-')
+        with os.fdopen(fd, 'w') as handle:
+            json.dump(self.state, handle)
+        os.rename(tmp, self.path)
+
+
+# ---------------------------------------------------------------- residency and generation
+
+def processor(size, size_vram):
+    """What ``ollama ps`` prints in PROCESSOR (cmd/cmd.go), from /api/ps sizes."""
+    if not size_vram:
+        return '100% CPU'
+    if size_vram == size:
+        return '100% GPU'
+    if size_vram > size or not size:
+        return 'Unknown'
+    cpu = int(round(float(size - size_vram) / size * 100))
+    return '%d%%/%d%% CPU/GPU' % (cpu, 100 - cpu)
+
+
+def residency(entry):
+    """GPU residency of one /api/ps entry. size_vram may be missing (older Ollama omitted a 0)."""
+    size = int(entry.get('size') or 0)
+    vram = int(entry.get('size_vram') or 0)
+    percent = round(100.0 * vram / size, 1) if size else 0.0
+    return {
+        'name': entry.get('name') or entry.get('model'),
+        'size': size,
+        'size_vram': vram,
+        'gpu_percent': min(percent, 100.0),
+        'fully_on_gpu': size > 0 and vram >= size,
+        'processor': processor(size, vram),
+        'expires_at': entry.get('expires_at'),
+        'context_length': entry.get('context_length'),
+    }
+
+
+def loaded_models(ps):
+    return [residency(entry) for entry in ps or []]
+
+
+def find_loaded(ps, name):
+    for entry in ps or []:
+        if same_model(entry.get('name') or entry.get('model') or '', name):
+            return residency(entry)
+    return None
+
+
+def generation_metrics(answer):
+    """tokens/s and times (seconds) from a non-streamed /api/generate answer (durations in ns)."""
+    ns = 1e9
+    eval_count = int(answer.get('eval_count') or 0)
+    eval_duration = int(answer.get('eval_duration') or 0)
+    return {
+        'eval_count': eval_count,
+        'tokens_per_second': round(eval_count / (eval_duration / ns), 2) if eval_duration else 0.0,
+        'prompt_eval_count': int(answer.get('prompt_eval_count') or 0),
+        'load_seconds': round(int(answer.get('load_duration') or 0) / ns, 3),
+        'total_seconds': round(int(answer.get('total_duration') or 0) / ns, 3),
+        'eval_seconds': round(eval_duration / ns, 3),
+    }
+
+
+# ---------------------------------------------------------------- registry manifests
+
+def manifest_url(name, insecure_registries=()):
+    """The registry URL of a model's manifest (by digest when pinned), and the scheme used."""
+    parts, reason = parse_model_name(name)
+    if parts is None:
+        return None
+    host = parts['host']
+    insecure = host in (insecure_registries or ()) or parts.get('scheme') == 'http'
+    scheme = 'http' if insecure else 'https'
+    reference = parts['digest'] or parts['tag']
+    return '%s://%s/v2/%s/%s/manifests/%s' % (scheme, host, parts['namespace'], parts['model'], reference)
+
+
+def manifest_size(manifest):
+    """Bytes on disk for a model: its layers and config (Ollama's Manifest.Size)."""
+    total = 0
+    for layer in (manifest.get('layers') or []) + [manifest.get('config') or {}]:
+        total += int(layer.get('size') or 0)
+    return total
+
+
+def fetch_manifest(name, insecure_registries=(), timeout=10, opener=None):
+    """``{size, digest, url}`` from the registry manifest; raises :class:`OllamaError` when the
+    registry cannot be read within ``timeout`` seconds (callers fall back to the declared size)."""
+    import hashlib
+    url = manifest_url(name, insecure_registries)
+    if url is None:
+        raise OllamaError('model %r is not a valid name' % name, kind=INVALID_NAME)
+    if opener is None:
+        from ansible.module_utils.urls import open_url
+        opener = open_url
+    from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
+    try:
+        response = opener(url, method='GET', headers={'Accept': MANIFEST_ACCEPT}, timeout=timeout,
+                          validate_certs=not url.startswith('http:'), follow_redirects='safe')
+        raw = response.read()
+        header = response.headers.get('Docker-Content-Digest') if getattr(response, 'headers', None) else None
+    except HTTPError as exc:
+        if exc.code == 404:
+            raise OllamaError('the registry has no manifest at %s' % url,
+                              'check the model name and tag at the registry', kind=UNKNOWN_MODEL, status=404)
+        raise OllamaError('%s answered %s' % (url, exc.code), kind=UNAUTHORIZED if exc.code in (401, 403) else HTTP,
+                          status=exc.code)
+    except (URLError, socket.timeout, OSError) as exc:
+        raise OllamaError('cannot read %s: %s' % (url, getattr(exc, 'reason', exc)), kind=UNREACHABLE)
+    try:
+        manifest = json.loads(raw)
+    except ValueError:
+        raise OllamaError('%s is not a JSON manifest' % url, kind=HTTP)
+    digest = normalize_digest(header) if header else 'sha256:' + hashlib.sha256(raw).hexdigest()
+    return {'size': manifest_size(manifest), 'digest': digest, 'url': url}
+
+
+def resolve_model_sizes(models, insecure_registries=(), timeout=10, opener=None, clock=time.monotonic):
+    """The plan's models input with ``size`` filled from each registry manifest where readable
+    (bounded by ``timeout`` per model and 3x overall), else the declared size. Returns
+    ``(models, details)``; details has per model source (registry, declared, unknown), digest, error."""
+    out, details = [], []
+    deadline = clock() + max(timeout, 1) * 3
+    for item in models or []:
+        entry = {'name': item} if isinstance(item, str) else dict(item or {})
+        name = entry.get('name')
+        detail = {'name': name, 'source': 'declared' if entry.get('size') not in (None, '') else 'unknown',
+                  'declared_size': entry.get('size'), 'size': entry.get('size'), 'digest': entry.get('digest'),
+                  'registry_digest': None, 'error': None, 'digest_mismatch': False}
+        parts, reason = parse_model_name(name) if name else (None, 'no name')
+        if parts is None:
+            detail['error'] = 'not a valid model name: %s' % reason
+        elif clock() >= deadline:
+            detail['error'] = 'skipped: the overall time for registry look-ups ran out'
+        else:
+            pin = entry.get('digest') or parts.get('digest')
+            # Ollama pulls by tag, so the tag's manifest is what a pin is checked against.
+            lookup = name.split('@', 1)[0]
+            try:
+                found = fetch_manifest(lookup, insecure_registries, timeout, opener)
+                entry['size'] = found['size']
+                detail.update(source='registry', size=found['size'], registry_digest=found['digest'])
+                if pin and normalize_digest(pin) != found['digest']:
+                    detail['digest_mismatch'] = True
+            except OllamaError as exc:
+                detail['error'] = exc.message
+                if exc.kind == UNKNOWN_MODEL:
+                    detail['unknown_model'] = True
+        out.append(entry)
+        details.append(detail)
+    return out, details
+
+
+# ---------------------------------------------------------------- module glue
+
+ENDPOINT_ARGS = dict(
+    namespace=dict(type='str'),
+    pod=dict(type='str'),
+    service=dict(type='str'),
+    url=dict(type='str'),
+    port=dict(type='int', default=DEFAULT_PORT),
+    url_validate_certs=dict(type='bool', default=True),
+    url_headers=dict(type='dict', default={}, no_log=True),
+    request_timeout=dict(type='int', default=30),
+)
+
+
+def make_endpoint(module, pod=None, service=None, url=None):
+    """The endpoint the module's options name; fails the module with the fix when it cannot."""
+    params = module.params
+    pod = pod if pod is not None else params.get('pod')
+    service = service if service is not None else params.get('service')
+    url = url if url is not None else params.get('url')
+    if url:
+        if not re.match(r'^https?://[^\s/]+', url):
+            module.fail_json(msg='url %r is not an http(s) URL. Fix: give e.g. http://ollama.example.com:11434' % url)
+        return UrlEndpoint(url, validate_certs=params.get('url_validate_certs', True),
+                           headers=params.get('url_headers') or {})
+    if not params.get('namespace') or not (pod or service):
+        module.fail_json(msg='no endpoint given. Fix: set namespace with pod (one replica) or service, or url')
+    from ansible_collections.llmops.ollama.plugins.module_utils.k8s import Api, ClusterError
+    try:
+        api = Api(module, request_timeout=params.get('request_timeout') or 30)
+    except ClusterError as exc:
+        module.fail_json(msg=str(exc))
+    return ProxyEndpoint(api, params['namespace'], pod=pod, service=service, port=params.get('port') or DEFAULT_PORT)
+
+
+def endpoint_label(endpoint):
+    if isinstance(endpoint, ProxyEndpoint):
+        return {'namespace': endpoint.namespace, 'pod': endpoint.pod, 'service': endpoint.service,
+                'port': endpoint.port, 'url': None, 'description': endpoint.description}
+    return {'namespace': None, 'pod': None, 'service': None, 'port': None, 'url': getattr(endpoint, 'base', None),
+            'description': endpoint.description}
+
+
+def _is_insecure(model, insecure, insecure_registries):
+    return bool(insecure) or model.get('host') in (insecure_registries or ()) or \
+        model['pull_name'].startswith('http://')
+
+
+def sync_models(endpoint, wanted, state='present', prune=False, insecure=False, insecure_registries=(),
+                stall_timeout=300, attempts=3, check_mode=False, keep_alive=None, progress_path=None,
+                request_timeout=30, clock=time.monotonic, sleep=time.sleep, pull_timeout=7200):
+    """Make the endpoint's model store match: the result dict of the ollama_model module, and a list
+    of errors (each a message with its fix). Nothing is written in check mode."""
+    started = clock()
+    version = endpoint.version(timeout=min(request_timeout, 30))
+    tags = endpoint.tags(timeout=request_timeout)
+    changes = plan_changes(wanted, tags, state, prune)
+    have = changes['have']
+    before = sorted(v['name'] for v in have.values())
+    after = predicted_names(have, changes)
+    results, errors = [], []
+    progress = ProgressFile(progress_path, endpoint.description)
+    for model in changes['pull']:
+        progress.state['models'][model['name']] = {'percent': 0.0, 'status': 'queued', 'completed': 0, 'total': 0}
+    progress.write(force=True)
+
+    if check_mode:
+        for model in changes['pull']:
+            results.append({'name': model['name'], 'action': 'pull', 'changed': True, 'digest': model['digest'],
+                            'size': None, 'attempts': 0})
+        for model in changes['keep']:
+            existing = have.get(model['key']) or {}
+            results.append({'name': model['name'], 'action': 'present' if state == 'present' else 'absent',
+                            'changed': False, 'digest': existing.get('digest'), 'size': existing.get('size'),
+                            'attempts': 0})
+        for model in changes['delete']:
+            results.append({'name': model['name'], 'action': 'delete', 'changed': True,
+                            'digest': have[model['key']]['digest'], 'size': have[model['key']]['size'],
+                            'attempts': 0})
+        progress.state['done'] = True
+        progress.write(force=True)
+        return _result(endpoint, version, results, before, after, changes, started, clock), errors
+
+    def report(model, state_, attempt):
+        progress.update(model['name'], percent=state_.percent, status=state_.status, completed=state_.completed,
+                        total=state_.total, attempt=attempt)
+
+    for model in changes['pull']:
+        existed = model['key'] in have
+        entry = {'name': model['name'], 'action': 'pulled', 'changed': True, 'digest': None, 'size': None,
+                 'attempts': 0}
+        try:
+            def done():
+                now = index_tags(endpoint.tags(timeout=request_timeout)).get(model['key'])
+                return now is not None and (now['digest'] == model['digest'] if model['digest'] else not existed)
+
+            outcome = pull_model(endpoint, model, insecure=_is_insecure(model, insecure, insecure_registries),
+                                 stall_timeout=stall_timeout, attempts=attempts, on_progress=report, clock=clock,
+                                 sleep=sleep, done_check=done, total_timeout=pull_timeout)
+            entry['attempts'] = outcome['attempts']
+            now = index_tags(endpoint.tags(timeout=request_timeout)).get(model['key'])
+            if now is None:
+                raise OllamaError('Ollama reported success for %s but does not list it' % model['name'],
+                                  'look at the Ollama log of %s' % endpoint.description)
+            entry.update(digest=now['digest'], size=now['size'])
+            if model['digest'] and now['digest'] != model['digest']:
+                entry['action'] = 'digest_mismatch'
+                if not existed:
+                    delete_model(endpoint, now['name'], timeout=request_timeout)
+                    entry['changed'] = False
+                raise OllamaError('model %s is pinned to %s but the registry serves %s%s'
+                                  % (model['name'], model['digest'], now['digest'],
+                                     '; the pulled copy was removed again' if not existed else ''),
+                                  'update the pinned digest, or pin the tag that holds %s' % model['digest'],
+                                  kind=DIGEST_MISMATCH)
+            progress.update(model['name'], force=True, percent=100.0, status='success')
+        except OllamaError as exc:
+            if entry['action'] == 'pulled':
+                entry.update(action='failed', changed=False)
+            entry['error'] = str(exc)
+            entry['error_kind'] = exc.kind
+            errors.append(str(exc))
+            progress.update(model['name'], force=True, status='failed', error=str(exc))
+        results.append(entry)
+
+    for model in changes['delete']:
+        entry = {'name': model['name'], 'action': 'deleted' if state == 'absent' else 'pruned', 'changed': True,
+                 'digest': have[model['key']]['digest'], 'size': have[model['key']]['size'], 'attempts': 0}
+        try:
+            entry['changed'] = delete_model(endpoint, model['name'], timeout=request_timeout)
+        except OllamaError as exc:
+            entry.update(action='failed', changed=False, error=str(exc), error_kind=exc.kind)
+            errors.append('deleting %s on %s failed: %s' % (model['name'], endpoint.description, exc))
+        results.append(entry)
+
+    for model in changes['keep']:
+        existing = have.get(model['key']) or {}
+        results.append({'name': model['name'], 'action': 'present' if state == 'present' else 'absent',
+                        'changed': False, 'digest': existing.get('digest'), 'size': existing.get('size'),
+                        'attempts': 0})
+
+    if keep_alive is not None and state == 'present' and not errors:
+        loaded = endpoint.ps(timeout=request_timeout)
+        for entry in results:
+            if find_loaded(loaded, entry['name']):
+                entry['loaded'] = True
+                continue
+            try:
+                endpoint.request('POST', '/api/generate', {'model': entry['name'], 'keep_alive': keep_alive,
+                                                           'stream': False}, timeout=max(request_timeout, 300))
+                entry['loaded'] = True
+            except OllamaError as exc:
+                entry['loaded'] = False
+                errors.append('loading %s on %s failed: %s' % (entry['name'], endpoint.description, exc))
+    progress.state['done'] = True
+    progress.write(force=True)
+    if any(e['changed'] for e in results):
+        after = sorted(v['name'] for v in index_tags(endpoint.tags(timeout=request_timeout)).values())
+    return _result(endpoint, version, results, before, after, changes, started, clock), errors
+
+
+def _result(endpoint, version, results, before, after, changes, started, clock):
+    order = dict((name, i) for i, name in enumerate(r['name'] for r in results))
+    results.sort(key=lambda r: order[r['name']])
+    return {
+        'changed': any(r['changed'] for r in results),
+        'endpoint': endpoint_label(endpoint),
+        'version': version,
+        'models': results,
+        'pulled': [r['name'] for r in results if r['action'] in ('pulled', 'pull')],
+        'deleted': [r['name'] for r in results if r['action'] in ('deleted', 'pruned', 'delete')],
+        'before': before,
+        'after': after,
+        'elapsed': round(clock() - started, 3),
+    }
+
+
+def list_pods(api, namespace, label_selector):
+    """Names of the running, not terminating pods matching the selector (a dict or "k=v,k2=v2")."""
+    if isinstance(label_selector, dict):
+        label_selector = ','.join('%s=%s' % (k, v) for k, v in sorted(label_selector.items()))
+    pods = api.list_all('/api/v1/namespaces/%s/pods' % namespace, labelSelector=label_selector)
+    names = []
+    for pod in pods:
+        meta = pod.get('metadata') or {}
+        if meta.get('deletionTimestamp') or (pod.get('status') or {}).get('phase') != 'Running':
+            continue
+        names.append(meta.get('name'))
+    return sorted(names)
+
+
+def endpoint_info(endpoint, request_timeout=30):
+    """Version, models (/api/tags) and loaded models with GPU residency (/api/ps) of one endpoint."""
+    info = {'endpoint': endpoint_label(endpoint), 'reachable': False, 'version': None, 'models': [],
+            'loaded': [], 'error': None}
+    try:
+        info['version'] = endpoint.version(timeout=min(request_timeout, 30))
+        info['reachable'] = True
+        info['models'] = [{'name': m.get('name'), 'digest': normalize_digest(m.get('digest')),
+                           'size': int(m.get('size') or 0), 'modified_at': m.get('modified_at'),
+                           'details': m.get('details') or {}} for m in endpoint.tags(timeout=request_timeout)]
+        info['loaded'] = loaded_models(endpoint.ps(timeout=request_timeout))
+    except OllamaError as exc:
+        info['error'] = str(exc)
+    info['all_loaded_on_gpu'] = bool(info['loaded']) and all(m['fully_on_gpu'] for m in info['loaded'])
+    return info
+
+
+def generate_check(endpoint, model, prompt='Why is the sky blue?', num_predict=16, seed=42, keep_alive=None,
+                   min_tokens_per_second=0.0, max_load_seconds=0.0, max_total_seconds=0.0, allow_cpu=False,
+                   timeout=300):
+    """One short generation with a fixed seed, its speed, and the model's GPU residency afterwards.
+    Returns ``(result, failures)``; failures name the number, the threshold and the fix."""
+    body = {'model': model, 'prompt': prompt, 'stream': False,
+            'options': {'num_predict': num_predict, 'seed': seed, 'temperature': 0}}
+    if keep_alive is not None:
+        body['keep_alive'] = keep_alive
+    answer = endpoint.request('POST', '/api/generate', body, timeout=timeout)
+    if not isinstance(answer, dict) or not answer.get('done'):
+        raise OllamaError('%s did not finish the generation with %s: %r' % (endpoint.description, model, answer),
+                          'look at the Ollama log of %s' % endpoint.description)
+    metrics = generation_metrics(answer)
+    loaded = find_loaded(endpoint.ps(timeout=min(timeout, 60)), model)
+    result = dict(metrics, model=model, endpoint=endpoint_label(endpoint), response=answer.get('response', ''),
+                  residency=loaded, thresholds={'min_tokens_per_second': min_tokens_per_second,
+                                                'max_load_seconds': max_load_seconds,
+                                                'max_total_seconds': max_total_seconds, 'allow_cpu': allow_cpu})
+    failures = []
+    where = '%s on %s' % (model, endpoint.description)
+    if metrics['eval_count'] == 0:
+        failures.append('%s generated no tokens. Fix: look at the Ollama log' % where)
+    if min_tokens_per_second and metrics['tokens_per_second'] < min_tokens_per_second:
+        failures.append('%s generated %.2f tokens/s, below the minimum %.2f. Fix: check that the model is fully in '
+                        'GPU memory (residency below), or lower the threshold' % (
+                            where, metrics['tokens_per_second'], min_tokens_per_second))
+    if max_load_seconds and metrics['load_seconds'] > max_load_seconds:
+        failures.append('%s took %.1f s to load, above the maximum %.1f s. Fix: warm the model up (keep_alive) or '
+                        'use faster storage for the model store' % (where, metrics['load_seconds'], max_load_seconds))
+    if max_total_seconds and metrics['total_seconds'] > max_total_seconds:
+        failures.append('%s took %.1f s in all, above the maximum %.1f s' % (
+            where, metrics['total_seconds'], max_total_seconds))
+    if loaded is None:
+        failures.append('%s is not in /api/ps after the generation, so its GPU residency is unknown. Fix: raise '
+                        'keep_alive (OLLAMA_KEEP_ALIVE) above 0' % where)
+    elif not loaded['fully_on_gpu'] and not allow_cpu:
+        failures.append('%s is not fully in GPU memory: size_vram %d of %d bytes (%s%% on the GPU, %s). It runs at '
+                        'CPU speed. Fix: give the pod a GPU (nvidia.com/gpu) with enough memory, pick a smaller model '
+                        'or quantization, or set allow_cpu: true to accept it' % (
+                            where, loaded['size_vram'], loaded['size'], loaded['gpu_percent'], loaded['processor']))
+    return result, failures

@@ -1,0 +1,289 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: ollama_model
+short_description: Make the models of one Ollama endpoint present or absent
+description:
+  - Compares the listed models with the endpoint's C(/api/tags) by name, with Ollama's normalisation
+    (C(tiny-a) is C(registry.ollama.ai/library/tiny-a:latest)), and by digest when a model is pinned.
+  - I(state=present) pulls only what is missing (or there with another digest than its pin), following
+    C(/api/pull)'s progress stream; a pull that makes no progress for I(stall_timeout) seconds is retried,
+    at most I(attempts) times in all (Ollama resumes the download it kept).
+  - I(state=absent) deletes the listed models; I(prune=true) with I(state=present) deletes every model not listed.
+  - The endpoint is one Ollama pod or service reached through the Kubernetes API server's proxy, with the same
+    credentials as every kubernetes.core task, or a direct I(url).
+  - Names are checked before anything is pulled or deleted. Errors name the model and the fix, for a model the
+    registry does not have (Ollama's C(pull model manifest - file does not exist)), an invalid name, a full disk, a digest
+    pin the registry does not serve and an endpoint that does not answer (bounded by I(request_timeout)).
+version_added: 0.1.0
+author:
+  - llmops.ollama maintainers (@llmops-ollama)
+options:
+  models:
+    description:
+      - The models, as names (C(llama3.2:3b), C(registry.example.com/team/model:tag), C(name@sha256:<64 hex>)) or
+        dicts with C(name) and optionally C(digest) (other keys, like the plan's C(size), are ignored).
+      - With I(prune=true) an empty list removes every model.
+    type: list
+    elements: raw
+    default: []
+  state:
+    description: Whether the models should be on the endpoint.
+    type: str
+    choices: [present, absent]
+    default: present
+  prune:
+    description: With I(state=present), delete every model on the endpoint that I(models) does not list.
+    type: bool
+    default: false
+  insecure:
+    description: Pull every model with Ollama's C(insecure) flag (plain HTTP or self-signed registries).
+    type: bool
+    default: false
+  insecure_registries:
+    description: Registry hosts (C(host:port)) whose models are pulled with the C(insecure) flag.
+    type: list
+    elements: str
+    default: []
+  stall_timeout:
+    description:
+      - Seconds without progress (no new bytes, no new status, or nothing sent at all) after which an attempt
+        is abandoned and retried.
+      - Ollama sends nothing while it verifies the digests of a finished download (about a second per GB), so keep
+        this above that time for the largest model.
+    type: int
+    default: 300
+  attempts:
+    description:
+      - Attempts per model, the first included, before the pull fails.
+      - When a stream breaks before any download progress (the kube-apiserver's HTTP/1.1 proxy can drop a stream
+        whose first line arrives while it still forwards the request, golang/go#40747), the last attempt asks
+        Ollama for a single answer at the end instead of a progress stream.
+    type: int
+    default: 3
+  pull_timeout:
+    description: Seconds a pull without a progress stream (see I(attempts)) may take.
+    type: int
+    default: 7200
+  keep_alive:
+    description:
+      - After the models are present, load each one that is not loaded yet, keeping it in memory this long
+        (Ollama's C(keep_alive), e.g. C(30m), C(-1) for ever). Loading is not counted as a change.
+      - Unset, nothing is loaded.
+    type: str
+  progress_file:
+    description:
+      - A controller path where the module keeps each model's progress as JSON (C(percent), C(status),
+        C(completed), C(total)), at most once a second, for a task that polls an asynchronous pull.
+    type: path
+  namespace:
+    description: Namespace of I(pod) or I(service).
+    type: str
+  pod:
+    description: The Ollama pod, reached through the API server's pod proxy.
+    type: str
+  service:
+    description: The Ollama service, reached through the API server's service proxy (any one replica answers).
+    type: str
+  url:
+    description: A URL where the controller reaches Ollama directly, instead of I(pod) or I(service).
+    type: str
+  port:
+    description: Ollama's port in the pod or service.
+    type: int
+    default: 11434
+  url_validate_certs:
+    description: Verify the TLS certificate of I(url).
+    type: bool
+    default: true
+  url_headers:
+    description: Extra HTTP headers for I(url), e.g. C(Authorization) for an Ingress with basic auth.
+    type: dict
+    default: {}
+  request_timeout:
+    description: Seconds each non-streamed request may take (the first one checks that the endpoint answers).
+    type: int
+    default: 30
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - kubernetes.core.k8s_auth_options
+attributes:
+  check_mode:
+    support: full
+    details: Reads C(/api/tags) and reports what would be pulled or deleted; pulls and deletes nothing.
+  diff_mode:
+    support: full
+    details: The model names on the endpoint before and after.
+  platform:
+    platforms: posix
+notes:
+  - Ollama cannot pull by digest; a pinned model is pulled by its tag and its digest checked afterwards. On a
+    mismatch a model that was not there before is removed again and the task fails.
+  - M(llmops.ollama.ollama_model_facts) checks pins against the registry before anything is pulled.
+'''
+
+EXAMPLES = r'''
+- name: Pull two models into one replica
+  llmops.ollama.ollama_model:
+    namespace: ollama
+    pod: ollama-0
+    models:
+      - llama3.2:3b
+      - name: qwen2.5:7b
+        digest: sha256:845dbda0ea48ed749caafd9e6037047aa19acfcfd82e704d7ca97d631a0b697e
+  register: pulled
+
+- name: Keep exactly these models, removing the rest
+  llmops.ollama.ollama_model:
+    namespace: ollama
+    service: ollama
+    models: [llama3.2:3b]
+    prune: true
+
+- name: Pull from a plain-HTTP private registry
+  llmops.ollama.ollama_model:
+    url: http://ollama.internal:11434
+    models: [registry.internal:5000/team/assistant:v3]
+    insecure_registries: [registry.internal:5000]
+
+- name: Remove a model
+  llmops.ollama.ollama_model:
+    namespace: ollama
+    pod: ollama-0
+    models: [llama3.2:3b]
+    state: absent
+'''
+
+RETURN = r'''
+models:
+  description: One entry per listed (or pruned) model.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The model's short name.
+      type: str
+    action:
+      description: >-
+        C(pulled), C(present), C(deleted), C(pruned), C(absent), C(failed), C(digest_mismatch);
+        in check mode C(pull) or C(delete).
+      type: str
+    changed:
+      description: Whether this model changed.
+      type: bool
+    digest:
+      description: The manifest digest (C(sha256:...)) on the endpoint.
+      type: str
+    size:
+      description: Bytes on disk.
+      type: int
+    attempts:
+      description: Pull attempts made.
+      type: int
+    loaded:
+      description: With I(keep_alive), whether the model is loaded.
+      type: bool
+      returned: with keep_alive
+    error:
+      description: What went wrong, with the fix.
+      type: str
+      returned: on failure
+pulled:
+  description: Names pulled (or that would be, in check mode).
+  returned: always
+  type: list
+  elements: str
+deleted:
+  description: Names deleted or pruned (or that would be, in check mode).
+  returned: always
+  type: list
+  elements: str
+before:
+  description: Model names on the endpoint before.
+  returned: always
+  type: list
+  elements: str
+after:
+  description: Model names on the endpoint after (predicted in check mode).
+  returned: always
+  type: list
+  elements: str
+version:
+  description: Ollama's version on the endpoint.
+  returned: always
+  type: str
+endpoint:
+  description: The endpoint (namespace, pod, service, port, url, description).
+  returned: always
+  type: dict
+elapsed:
+  description: Seconds the module took.
+  returned: always
+  type: float
+'''
+
+from ansible_collections.llmops.ollama.plugins.module_utils.k8s import new_module
+from ansible_collections.llmops.ollama.plugins.module_utils.ollama_client import (
+    ENDPOINT_ARGS,
+    OllamaError,
+    make_endpoint,
+    parse_wanted,
+    sync_models,
+)
+
+
+def main():
+    spec = dict(
+        models=dict(type='list', elements='raw', default=[]),
+        state=dict(type='str', choices=['present', 'absent'], default='present'),
+        prune=dict(type='bool', default=False),
+        insecure=dict(type='bool', default=False),
+        insecure_registries=dict(type='list', elements='str', default=[]),
+        stall_timeout=dict(type='int', default=300),
+        attempts=dict(type='int', default=3),
+        pull_timeout=dict(type='int', default=7200),
+        keep_alive=dict(type='str'),
+        progress_file=dict(type='path'),
+    )
+    spec.update(ENDPOINT_ARGS)
+    module = new_module(spec, supports_check_mode=True, mutually_exclusive=[('pod', 'service', 'url')],
+                        required_one_of=[('pod', 'service', 'url')])
+    params = module.params
+    if params['attempts'] < 1 or params['stall_timeout'] < 1:
+        module.fail_json(msg='attempts and stall_timeout must be at least 1. Fix: e.g. attempts: 3, stall_timeout: 300')
+    if params['prune'] and params['state'] == 'absent':
+        module.fail_json(msg='prune applies to state=present. Fix: drop prune or use state: present')
+    wanted, errors = parse_wanted(params['models'])
+    if errors:
+        module.fail_json(msg='bad model list; nothing was pulled or deleted.\n- ' + '\n- '.join(errors))
+    endpoint = make_endpoint(module)
+    try:
+        result, errors = sync_models(
+            endpoint, wanted, state=params['state'], prune=params['prune'], insecure=params['insecure'],
+            insecure_registries=params['insecure_registries'], stall_timeout=params['stall_timeout'],
+            attempts=params['attempts'], check_mode=module.check_mode, keep_alive=params['keep_alive'],
+            progress_path=params['progress_file'], request_timeout=params['request_timeout'],
+            pull_timeout=params['pull_timeout'])
+    except OllamaError as exc:
+        module.fail_json(msg=str(exc), error_kind=exc.kind)
+    if module._diff:
+        result['diff'] = {'before': ''.join(n + '\n' for n in result['before']),
+                          'after': ''.join(n + '\n' for n in result['after']),
+                          'before_header': '%s models' % result['endpoint']['description'],
+                          'after_header': '%s models' % result['endpoint']['description']}
+    if errors:
+        module.fail_json(msg='%d of %d model operations failed on %s:\n- %s' % (
+            len(errors), len(result['models']), result['endpoint']['description'], '\n- '.join(errors)), **result)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
