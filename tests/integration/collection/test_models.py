@@ -1,0 +1,367 @@
+"""Models on the simulated cluster with real Ollama: the ollama_* modules, the model_pull role and the
+models/verify playbooks. Pulls are real downloads from the simulator's registry; its access log
+(one line "METHOD PATH STATUS BYTES" per request) proves what was downloaded.
+
+Until the workload role creates them, the tests make their own Ollama StatefulSet with the labels the
+plan's label selector names, and hand the playbooks a plan (the fact gpu_preflight_plan) for it.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+NAME = "ollama"
+SELECTOR = {"app.kubernetes.io/name": "ollama", "app.kubernetes.io/instance": NAME}
+
+
+# ---------------------------------------------------------------- helpers
+
+def ollama_statefulset(namespace, replicas=2, gpu=True):
+    """Ollama replicas with a claim each (per-replica storage), as the plan's StatefulSet has them."""
+    container = {"name": "ollama", "image": "docker.io/ollama/ollama:0.11.4",
+                 "env": [{"name": "OLLAMA_KEEP_ALIVE", "value": "5m"}],
+                 "volumeMounts": [{"name": "models", "mountPath": "/root/.ollama"}]}
+    if gpu:
+        container["resources"] = {"limits": {"nvidia.com/gpu": "1"}}
+    return {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": NAME, "namespace": namespace},
+            "spec": {"replicas": replicas, "podManagementPolicy": "Parallel", "serviceName": NAME,
+                     "selector": {"matchLabels": SELECTOR},
+                     "template": {"metadata": {"labels": SELECTOR},
+                                  "spec": {"tolerations": [GPU_TOLERATION], "containers": [container]}},
+                     "volumeClaimTemplates": [{"metadata": {"name": "models"}, "spec": {
+                         "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "5Gi"}}}}]}}
+
+
+def plan_for(namespace, models, replicas=2, scope="each_replica"):
+    """The part of the gpu_preflight plan that model_pull and verify.yml read."""
+    return {"ok": True, "name": NAME, "namespace": namespace, "replicas": replicas, "workload_kind": "StatefulSet",
+            "affinity": {"label_selector": SELECTOR}, "storage": {"pull_scope": scope},
+            "models": [{"name": m, "digest": None} for m in models]}
+
+
+def running_pods(cluster, namespace, count):
+    def ready():
+        pods = [p for p in cluster.get("pods", "-n", namespace, "-l", "app.kubernetes.io/instance=" + NAME)["items"]
+                if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")]
+        names = sorted(p["metadata"]["name"] for p in pods)
+        if len(names) == count and all("version" in cluster.ollama(namespace, n, "/api/version", check=False)
+                                       for n in names):
+            return names
+        return None
+    return cluster.wait_for(ready, timeout=120, what=f"{count} answering Ollama pods")
+
+
+def deploy(cluster, namespace, replicas=2, gpu=True):
+    cluster.apply(ollama_statefulset(namespace, replicas, gpu))
+    return running_pods(cluster, namespace, replicas)
+
+
+def tags(cluster, namespace, pod):
+    return {m["name"]: "sha256:" + m["digest"] for m in cluster.ollama(namespace, pod, "/api/tags")["models"]}
+
+
+def registry_of(cluster):
+    return cluster.model("tiny-a").split("/", 1)[0]
+
+
+def state_dir(cluster):
+    return Path(cluster.kubeconfig).parent
+
+
+def access_log(cluster):
+    if cluster.external:
+        pytest.skip("reads the simulator registry's access log")
+    return state_dir(cluster) / "registry" / "logs" / "registry-access.log"
+
+
+def log_lines(path):
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def blob_downloads(lines):
+    """(requests, bytes) of blob downloads among access-log lines."""
+    count, sent = 0, 0
+    for line in lines:
+        method, path, _status, size = line.split(" ")
+        if method == "GET" and ("/blobs/" in path or path.startswith("/_sim/blobs/")):
+            count += 1
+            sent += int(size)
+    return count, sent
+
+
+def ad_hoc(cluster, module, args, check=False, diff=False):
+    """The ansible command line and environment that run one module of the collection on localhost."""
+    cmd = [str(REPO / ".venv" / "bin" / "ansible"), "localhost", "-m", f"llmops.ollama.{module}", "-a", json.dumps(args)]
+    if check:
+        cmd.append("--check")
+    if diff:
+        cmd.append("--diff")
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), K8S_AUTH_KUBECONFIG=str(cluster.kubeconfig),
+               ANSIBLE_NOCOLOR="1", ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json")
+    return cmd, env
+
+
+def module_result(returncode, stdout):
+    try:
+        report = json.loads(stdout[stdout.index("{"):])
+        return returncode, report["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    except (ValueError, KeyError, IndexError):
+        return returncode, {"msg": stdout}
+
+
+def run_module(cluster, module, args, check=False, diff=False, timeout=300):
+    """Run one module of the collection ad hoc on localhost; returns (rc, result dict)."""
+    cmd, env = ad_hoc(cluster, module, args, check, diff)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=timeout, check=False)
+    return module_result(done.returncode, done.stdout)
+
+
+def failures(run):
+    """Every failure message of a run, loop items included."""
+    out = []
+    for play in run.report.get("plays", []):
+        for task in play.get("tasks", []):
+            for result in task["hosts"].values():
+                for item in result.get("results", [result]):
+                    if item.get("failed") and item.get("msg"):
+                        out.append(item["msg"])
+    return "\n".join(out)
+
+
+def models_playbook(playbook, cluster, plan, name="models.yml", **extra):
+    variables = {"gpu_preflight_plan": plan, "ollama_insecure_registries": [registry_of(cluster)],
+                 "model_pull_poll_interval": 1}
+    variables.update(extra)
+    return playbook(name, variables)
+
+
+# ---------------------------------------------------------------- the role and playbooks
+
+@pytest.mark.profile("k3s")
+def test_pull_to_each_replica_then_a_second_run_downloads_nothing(playbook, cluster, namespace):
+    pods = deploy(cluster, namespace)
+    wanted = [cluster.model("tiny-a"), cluster.model("tiny-b")]
+    plan = plan_for(namespace, wanted)
+    log = access_log(cluster)
+
+    first = models_playbook(playbook, cluster, plan)
+    assert first.rc == 0, first
+    assert first.changed > 0
+    for pod in pods:
+        assert tags(cluster, namespace, pod) == {m: cluster.models[m] for m in wanted}
+    progress = " ".join(json.dumps(r) for r in first.task_results("Show each model's progress"))
+    assert "100.0%" in progress
+
+    before = len(log_lines(log))
+    second = models_playbook(playbook, cluster, plan)
+    assert second.rc == 0, second
+    assert second.changed == 0
+    assert blob_downloads(log_lines(log)[before:]) == (0, 0)
+
+
+@pytest.mark.profile("k3s")
+def test_shared_store_pulls_once(playbook, cluster, namespace):
+    pods = deploy(cluster, namespace)
+    model = cluster.model("tiny-c")
+    run = models_playbook(playbook, cluster, plan_for(namespace, [model], scope="once"), model_pull_warmup=True,
+                          model_pull_keep_alive="10m")
+    assert run.rc == 0, run
+    # The warm-up loaded it.
+    assert [m["name"] for m in cluster.ollama(namespace, pods[0], "/api/ps")["models"]] == [model]
+    # One replica pulled; with per-replica claims (this test's layout) the other stays empty.
+    assert model in tags(cluster, namespace, pods[0])
+    assert model not in tags(cluster, namespace, pods[1])
+
+
+@pytest.mark.profile("k3s")
+def test_check_mode_changes_nothing_then_prune_and_delete(playbook, cluster, namespace):
+    pods = deploy(cluster, namespace, replicas=1)
+    a, b = cluster.model("tiny-a"), cluster.model("tiny-b")
+    assert models_playbook(playbook, cluster, plan_for(namespace, [a, b], replicas=1)).rc == 0
+
+    dry = playbook("models.yml", {"gpu_preflight_plan": plan_for(namespace, [a], replicas=1),
+                                  "model_pull_prune": True}, check=True, diff=True)
+    assert dry.rc == 0, dry
+    would = dry.task_results("Report what would change")[0]["results"][0]
+    assert would["deleted"] == [b] and would["after"] == [a]
+    assert set(tags(cluster, namespace, pods[0])) == {a, b}
+
+    pruned = models_playbook(playbook, cluster, plan_for(namespace, [a], replicas=1), model_pull_prune=True)
+    assert pruned.rc == 0 and pruned.changed > 0, pruned
+    assert set(tags(cluster, namespace, pods[0])) == {a}
+
+    deleted = models_playbook(playbook, cluster, plan_for(namespace, [a], replicas=1), model_pull_state="absent")
+    assert deleted.rc == 0 and deleted.changed > 0, deleted
+    assert tags(cluster, namespace, pods[0]) == {}
+    again = models_playbook(playbook, cluster, plan_for(namespace, [a], replicas=1), model_pull_state="absent")
+    assert again.rc == 0 and again.changed == 0, again
+
+
+@pytest.mark.profile("k3s")
+def test_verify_fails_on_cpu_unless_allowed_and_models_survive_a_restart(playbook, cluster, namespace):
+    deploy(cluster, namespace)
+    model = cluster.model("tiny-a")
+    plan = plan_for(namespace, [model])
+    assert models_playbook(playbook, cluster, plan).rc == 0
+
+    strict = models_playbook(playbook, cluster, plan, name="verify.yml")
+    assert strict.rc != 0
+    # This Ollama is a CPU build: size_vram is 0, so the model is not in GPU memory.
+    assert "not fully in GPU memory: size_vram 0 of" in failures(strict), strict
+    assert "set allow_cpu: true" in failures(strict)
+
+    old = {p["metadata"]["uid"] for p in cluster.get("pods", "-n", namespace)["items"]}
+    allowed = models_playbook(playbook, cluster, plan, name="verify.yml", ollama_verify_allow_cpu=True,
+                              ollama_verify_restart=True)
+    assert allowed.rc == 0, allowed
+    generation = allowed.task_results("Run a generation")[0]["results"]
+    assert all(r["eval_count"] > 0 and r["tokens_per_second"] > 0 for r in generation)
+    assert all(r["residency"]["processor"] == "100% CPU" for r in generation)
+    new_pods = running_pods(cluster, namespace, 2)
+    current = {p["metadata"]["uid"] for p in cluster.get("pods", "-n", namespace)["items"]
+               if not p["metadata"].get("deletionTimestamp")}
+    assert current and not old & current
+    for pod in new_pods:
+        assert model in tags(cluster, namespace, pod)
+
+
+# ---------------------------------------------------------------- the modules and bad input
+
+@pytest.mark.profile("k3s")
+def test_unknown_model_fails_with_ollamas_error_and_the_fix(cluster, namespace):
+    pod = deploy(cluster, namespace, replicas=1)[0]
+    rc, result = run_module(cluster, "ollama_model", {
+        "namespace": namespace, "pod": pod, "insecure": True,
+        "models": [registry_of(cluster) + "/library/not-there:latest"]})
+    assert rc != 0
+    assert "pull model manifest: file does not exist" in result["msg"]
+    assert "Fix: the registry has no model by that name" in result["msg"]
+    assert result["models"][0]["attempts"] == 0  # not retried: it cannot succeed
+
+
+@pytest.mark.profile("k3s")
+def test_invalid_name_fails_before_any_request(cluster, namespace):
+    log = access_log(cluster)
+    before = len(log_lines(log))
+    rc, result = run_module(cluster, "ollama_model", {"namespace": namespace, "pod": "none",
+                                                      "models": ["Bad Name!:x:y"]})
+    assert rc != 0
+    assert "is not a valid Ollama model name" in result["msg"] and "nothing was pulled" in result["msg"]
+    assert log_lines(log)[before:] == []
+
+
+@pytest.mark.profile("k3s")
+def test_a_digest_pin_that_does_not_match_fails_and_leaves_nothing(cluster, namespace):
+    pod = deploy(cluster, namespace, replicas=1)[0]
+    model = cluster.model("tiny-b")
+    wrong = "sha256:" + "0" * 64
+    rc, result = run_module(cluster, "ollama_model", {"namespace": namespace, "pod": pod, "insecure": True,
+                                                      "models": [{"name": model, "digest": wrong}]})
+    assert rc != 0
+    assert f"pinned to {wrong} but the registry serves {cluster.models[model]}" in result["msg"]
+    assert model not in tags(cluster, namespace, pod)
+    # The right pin pulls, and a second run is a no-op.
+    rc, result = run_module(cluster, "ollama_model", {"namespace": namespace, "pod": pod, "insecure": True,
+                                                      "models": [f"{model}@{cluster.models[model]}"]})
+    assert rc == 0 and result["changed"] and result["models"][0]["digest"] == cluster.models[model], result
+    rc, result = run_module(cluster, "ollama_model", {"namespace": namespace, "pod": pod,
+                                                      "models": [f"{model}@{cluster.models[model]}"]})
+    assert rc == 0 and not result["changed"], result
+    # ollama_model_facts catches the wrong pin before anything is pulled, from the registry manifest.
+    rc, facts = run_module(cluster, "ollama_model_facts", {"models": [{"name": model, "digest": wrong}],
+                                                           "insecure_registries": [registry_of(cluster)]})
+    assert rc != 0 and "but the registry serves" in facts["msg"]
+
+
+@pytest.mark.profile("k3s")
+def test_model_facts_read_sizes_from_the_registry_and_fall_back_to_declared(cluster):
+    big = cluster.model("tiny-big")
+    rc, result = run_module(cluster, "ollama_model_facts", {
+        "models": [big, {"name": "unreachable.invalid/library/x:1", "size": "2GB"}],
+        "insecure_registries": [registry_of(cluster)], "timeout": 3})
+    assert rc == 0, result
+    assert result["models"][0]["size"] > 50_000_000
+    assert result["details"][0]["registry_digest"] == cluster.models[big]
+    assert result["models"][1] == {"name": "unreachable.invalid/library/x:1", "size": "2GB"}
+    assert result["details"][1]["source"] == "declared" and result["details"][1]["error"]
+
+
+@pytest.mark.profile("k3s")
+def test_an_unreachable_endpoint_fails_in_bounded_time_with_the_fix(cluster, namespace):
+    rc, result = run_module(cluster, "ollama_model", {"namespace": namespace, "pod": "ollama-9",
+                                                      "models": ["tiny-a"]}, timeout=120)
+    assert rc != 0 and "does not exist" in result["msg"] and "Fix:" in result["msg"]
+    # Nothing listens on the port of this URL: a refused connection, well inside the bound.
+    rc, result = run_module(cluster, "ollama_info", {"urls": ["http://127.0.0.1:9"], "request_timeout": 5},
+                            timeout=120)
+    assert rc != 0 and "cannot reach Ollama at http://127.0.0.1:9" in result["msg"]
+
+
+# ---------------------------------------------------------------- the registry stopped mid-pull
+
+@pytest.mark.profile("k3s")
+def test_registry_stopped_mid_pull_fails_bounded_then_a_rerun_completes(cluster, namespace, tmp_path):
+    if cluster.external:
+        pytest.skip("stops the simulator's registry process")
+    from sim import runtime
+    pod = deploy(cluster, namespace, replicas=1)[0]
+    model = cluster.model("tiny-big")
+    state = state_dir(cluster)
+    netns = runtime.network_names(state)["netns"]
+    registry_pid = json.loads((state / "registry" / "registry.json").read_text())["registry_pid"]
+    progress = tmp_path / "progress.json"
+    args = {"namespace": namespace, "pod": pod, "insecure": True, "models": [model], "stall_timeout": 4,
+            "attempts": 2, "progress_file": str(progress)}
+    # Slow the pod network's loopback (registry -> proxy -> Ollama) so the 58 MB download takes seconds.
+    subprocess.run(["ip", "netns", "exec", netns, "tc", "qdisc", "add", "dev", "lo", "root", "tbf", "rate", "40mbit",
+                    "burst", "256kb", "latency", "2s"], check=True)
+    stopped = False
+    try:
+        cmd, env = ad_hoc(cluster, "ollama_model", args)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=REPO)
+
+        def midway():
+            try:
+                entry = json.loads(progress.read_text())["models"].get(model, {})
+            except (OSError, ValueError):
+                return None
+            return entry if 5 <= entry.get("percent", 0) < 90 else None
+        at = cluster.wait_for(midway, timeout=60, interval=0.1, what="the download under way")
+        os.kill(registry_pid, signal.SIGSTOP)
+        stopped = True
+        out, _ = proc.communicate(timeout=120)
+        rc, result = module_result(proc.returncode, out)
+        assert rc != 0, result
+        assert "gave up after 2 attempts" in result["msg"], result
+        assert "made no progress for 4s" in result["msg"] or "sent nothing for 4s" in result["msg"], result
+        assert at["percent"] < 100
+    finally:
+        if stopped:
+            os.kill(registry_pid, signal.SIGCONT)
+        subprocess.run(["ip", "netns", "exec", netns, "tc", "qdisc", "del", "dev", "lo", "root"], check=False)
+    assert model not in tags(cluster, namespace, pod)
+
+    rc, result = run_module(cluster, "ollama_model", dict(args, stall_timeout=60, progress_file=None))
+    assert rc == 0, result
+    assert result["models"][0]["action"] == "pulled"
+    assert result["models"][0]["digest"] == cluster.models[model]
+    assert tags(cluster, namespace, pod)[model] == cluster.models[model]
+    answer = cluster.ollama(namespace, pod, "/api/generate", {"model": model, "prompt": "hi", "stream": False,
+                                                              "options": {"num_predict": 4, "seed": 1}})
+    assert answer["done"] is True and answer["eval_count"] == 4
+
+
+@pytest.mark.profile("k3s")
+def test_check_mode_before_the_workload_exists_waits_for_nothing(playbook, cluster, namespace):
+    plan = plan_for(namespace, [cluster.model("tiny-a")])
+    dry = playbook("models.yml", {"gpu_preflight_plan": plan, "model_pull_wait_timeout": 600}, check=True)
+    assert dry.rc == 0, dry
+    assert "0 of 2 replicas answer" in json.dumps(dry.task_results("Say which replicas do not run yet"))
+    assert cluster.get("pods", "-n", namespace)["items"] == []
