@@ -15,7 +15,7 @@ from ansible.plugins.action import ActionBase
 from ansible_collections.llmops.ollama.plugins.module_utils.plan import (
     DEFAULTS, compute_plan, config_from_role_vars, describe_errors)
 
-OWN_ARGS = ('facts', 'variables', 'fail_on_error', 'request_timeout')
+OWN_ARGS = ('facts', 'variables', 'models', 'fail_on_error', 'request_timeout')
 
 
 class ActionModule(ActionBase):
@@ -32,6 +32,8 @@ class ActionModule(ActionBase):
             variables = dict((name, self._templar.template(value)) for name, value in task_vars.items()
                              if name.startswith('ollama_'))
         config = config_from_role_vars(variables)
+        if args.get('models') is not None:
+            config['models'] = args['models']
         facts = args.get('facts')
         if facts is None:
             # Auth options (module_defaults of group/llmops.ollama.cluster) pass through to cluster_facts.

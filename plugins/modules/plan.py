@@ -35,6 +35,11 @@ options:
       - When left out, every C(ollama_*) variable the task sees is used (inventory, play, role and extra vars).
       - Variables left out take the defaults documented in the role README of M(llmops.ollama.gpu_preflight).
     type: dict
+  models:
+    description:
+      - The models with their sizes, as M(llmops.ollama.ollama_model_facts) returns them; they replace C(ollama_models).
+    type: list
+    elements: raw
   fail_on_error:
     description: Fail when the plan has errors. With C(false) the errors come back in C(plan.errors).
     type: bool
@@ -119,12 +124,15 @@ def main():
         argument_spec=dict(
             facts=dict(type='dict'),
             variables=dict(type='dict'),
+            models=dict(type='list', elements='raw'),
             fail_on_error=dict(type='bool', default=True),
             request_timeout=dict(type='int', default=30),
         ),
         supports_check_mode=True,
     )
     config = config_from_role_vars(module.params['variables'] or {})
+    if module.params['models'] is not None:
+        config['models'] = module.params['models']
     result = {}
     facts = module.params['facts']
     if facts is None:

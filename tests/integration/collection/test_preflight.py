@@ -54,7 +54,9 @@ def run_chain(playbook, extra_vars, **kwargs):
 BAD_INPUT = [
     ({"ollama_replicas": 0}, "ollama_replicas"),
     ({"ollama_storage_mode": "tiered"}, "ollama_storage_mode"),
-    ({"ollama_claim_size": "1Gi", "ollama_models": [{"name": "llama3.1:8b", "size": "4.9GB"}]}, "ollama_claim_size"),
+    # tiny-big (58 MB, its size read from the simulator's registry) cannot fit a 1Mi claim.
+    ({"ollama_claim_size": "1Mi", "ollama_models": [{"name": "{{ ollama_sim_registry }}/library/tiny-big:latest"}]},
+     "ollama_claim_size"),
     ({"ollama_storage_class": "fast-nvme"}, "ollama_storage_class"),
     ({"ollama_replicas": 2, "ollama_storage_mode": "shared"}, "ollama_storage_mode"),
     ({"ollama_gpus_per_pod": 4}, "ollama_gpus_per_pod"),
