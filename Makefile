@@ -10,7 +10,7 @@ COLLECTION_DIR := .collections/ansible_collections/llmops/ollama
 PYTEST_ARGS ?=
 SIM_KUBECTL = $$(cd sim && ../$(PY) -c 'from sim.build import binary_path; print(binary_path("kubectl"))')
 
-.PHONY: help deps venv sim-build sim-up sim-down sim-status demo test unit integration lint sanity collection clean
+.PHONY: help deps venv sim-build sim-up sim-down sim-status demo test unit integration lint sanity molecule collection clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -65,6 +65,9 @@ lint: venv collection ## ansible-lint with the production profile
 
 sanity: venv ## ansible-test sanity, no ignore entries
 	tests/sanity/run.sh
+
+molecule: sim-build collection ## Molecule scenarios (k3s-single, k3s-ha, eks-ha) against the simulated cluster
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/molecule test --all
 
 test: sim-build collection lint sanity ## The whole suite: lint, sanity, unit and integration tests
 	$(PY) -m pytest tests/unit tests/integration -q $(PYTEST_ARGS)
