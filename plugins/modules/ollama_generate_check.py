@@ -59,35 +59,12 @@ options:
     description: Seconds the generation may take, loading included.
     type: int
     default: 300
-  namespace:
-    description: Namespace of I(pod) or I(service).
-    type: str
-  pod:
-    description: The Ollama pod, through the API server's pod proxy.
-    type: str
-  service:
-    description: The Ollama service, through the API server's service proxy.
-    type: str
-  url:
-    description: A URL where the controller reaches Ollama directly.
-    type: str
-  port:
-    description: Ollama's port in the pod or service.
-    type: int
-    default: 11434
-  url_validate_certs:
-    description: Verify the TLS certificate of I(url).
-    type: bool
-    default: true
-  url_headers:
-    description: Extra HTTP headers for I(url), e.g. C(Authorization).
-    type: dict
-    default: {}
   request_timeout:
     description: Seconds the first request (C(/api/version)) may take.
     type: int
     default: 30
 extends_documentation_fragment:
+  - llmops.ollama.endpoint
   - ansible.builtin.action_common_attributes
   - kubernetes.core.k8s_auth_options
 attributes:

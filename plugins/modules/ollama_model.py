@@ -83,35 +83,12 @@ options:
       - A controller path where the module keeps each model's progress as JSON (C(percent), C(status),
         C(completed), C(total)), at most once a second, for a task that polls an asynchronous pull.
     type: path
-  namespace:
-    description: Namespace of I(pod) or I(service).
-    type: str
-  pod:
-    description: The Ollama pod, reached through the API server's pod proxy.
-    type: str
-  service:
-    description: The Ollama service, reached through the API server's service proxy (any one replica answers).
-    type: str
-  url:
-    description: A URL where the controller reaches Ollama directly, instead of I(pod) or I(service).
-    type: str
-  port:
-    description: Ollama's port in the pod or service.
-    type: int
-    default: 11434
-  url_validate_certs:
-    description: Verify the TLS certificate of I(url).
-    type: bool
-    default: true
-  url_headers:
-    description: Extra HTTP headers for I(url), e.g. C(Authorization) for an Ingress with basic auth.
-    type: dict
-    default: {}
   request_timeout:
     description: Seconds each non-streamed request may take (the first one checks that the endpoint answers).
     type: int
     default: 30
 extends_documentation_fragment:
+  - llmops.ollama.endpoint
   - ansible.builtin.action_common_attributes
   - kubernetes.core.k8s_auth_options
 attributes:
