@@ -97,8 +97,11 @@ def test_all_gpus_taken_is_refused(playbook, cluster, namespace):
         cluster.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"hog-{node}", "namespace": namespace},
                         "spec": {"nodeName": node, "tolerations": [GPU_TOLERATION], "containers": [
                             {"name": "c", "image": "registry.invalid/hog:1", "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}})
-    run = playbook("preflight.yml", {"ollama_namespace": namespace + "-x"})
-    assert run.rc != 0 and "- ollama_replicas:" in run.failure and "free" in run.failure.lower(), run.failure
+    try:
+        run = playbook("preflight.yml", {"ollama_namespace": namespace + "-x"})
+        assert run.rc != 0 and "- ollama_replicas:" in run.failure and "free" in run.failure.lower(), run.failure
+    finally:  # give the GPUs back before the next test plans on them
+        cluster.kubectl("delete", "pods", "--all", "-n", namespace, "--wait=true", "--timeout=60s")
 
 
 @pytest.mark.profile("k3s")
