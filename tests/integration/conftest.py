@@ -174,6 +174,8 @@ def namespace(cluster):
     cluster.kubectl("create", "namespace", name)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    # Terminating pods still hold their GPUs; the next test's plan must not count them.
+    cluster.kubectl("wait", "--for=delete", "pods", "--all", "-n", name, "--timeout=90s", check=False, timeout=120)
 
 
 class PlaybookRun:
