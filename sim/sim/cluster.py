@@ -68,6 +68,11 @@ def _port_free(port: int) -> bool:
     return True
 
 
+def node_grace_seconds(node_count: int) -> int:
+    """How long a node may miss its heartbeat before it is NotReady."""
+    return 20 if node_count <= 500 else min(300, 20 + node_count // 25)
+
+
 def _check_port_free(name: str, port: int, grace: float = 10.0) -> None:
     # A cluster stopped a moment ago may still be closing its listeners.
     deadline = time.monotonic() + grace
@@ -148,7 +153,7 @@ class Cluster:
                  "kubernetes_version": read_versions()["KUBERNETES_VERSION"]}
         try:
             self._prepare_dirs(ports)
-            self._start_control_plane(state, binaries)
+            self._start_control_plane(state, binaries, profiles.node_count(profile))
             self._apply_profile(state, profile)
         except BaseException:
             self._keep_failed_logs()
@@ -240,7 +245,7 @@ class Cluster:
             self._check_exited(state, name)
             raise exc
 
-    def _start_control_plane(self, state: dict, binaries: dict) -> None:
+    def _start_control_plane(self, state: dict, binaries: dict, node_count: int) -> None:
         ports, p, d, cfg = state["ports"], self.pki, self.dir, self.dir / "config"
         self._spawn(state, "etcd", [
             str(binaries["etcd"]), "--name=sim", f"--data-dir={d / 'etcd'}",
@@ -276,7 +281,8 @@ class Cluster:
             f"--cluster-signing-cert-file={p / 'ca.crt'}", f"--cluster-signing-key-file={p / 'ca.key'}",
             "--use-service-account-credentials=true", "--leader-elect=false", "--secure-port=0",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--node-monitor-grace-period=20s", "--concurrent-deployment-syncs=10",
+            # 20 s makes node-loss tests quick; KWOK renewing thousands of leases on two cores needs longer.
+            f"--node-monitor-grace-period={node_grace_seconds(node_count)}s", "--concurrent-deployment-syncs=10",
             # The default 20 QPS makes lifting the not-ready taint of thousands of nodes take minutes.
             "--kube-api-qps=1000", "--kube-api-burst=2000", "--v=0"])
         self._spawn(state, "kube-scheduler", [
@@ -288,7 +294,8 @@ class Cluster:
             str(binaries["kwok"]), f"--kubeconfig={cfg / 'kwok.kubeconfig'}",
             f"--manage-nodes-with-annotation-selector={profiles.FAKE_NODE_ANNOTATION}=fake",
             f"--cidr={_first_host_cidr(state['pod_cidr'])}", "--node-ip=10.250.0.1",
-            f"--server-address={HOST}:{ports['kwok']}", "--node-lease-duration-seconds=40",
+            f"--server-address={HOST}:{ports['kwok']}",
+            f"--node-lease-duration-seconds={2 * node_grace_seconds(node_count)}",
             # INFO logs every node patch: at thousands of nodes that is most of its CPU.
             "--v=WARN"])
         self._start_pod_network_and_registry(state)
@@ -328,7 +335,8 @@ class Cluster:
                      if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions", []))
                      and not any(t["key"].startswith("node.kubernetes.io/") for t in n["spec"].get("taints", []))}
             return want <= ready
-        self._wait(state, "kwok", all_ready, timeout, interval=0.5 if len(want) < 500 else 3)
+        # Each poll lists every node: at thousands of nodes, poll rarely so the poll does not starve KWOK.
+        self._wait(state, "kwok", all_ready, timeout, interval=0.5 if len(want) < 500 else max(3, len(want) / 500))
         # Only now: DaemonSet pods tolerate not-ready nodes, and the node lifecycle controller marks the
         # pods of a node that is still coming up NotReady for good.
         for obj in profiles.objects(profile):

@@ -46,6 +46,10 @@ def _group_counts(profile: dict) -> list:
     return list(zip(groups, counts))
 
 
+def node_count(profile: dict) -> int:
+    return sum(count for _, count in _group_counts(profile))
+
+
 def nodes(profile: dict, kube_version: str) -> list:
     """Node objects for the profile, status included (a Node keeps its status on create)."""
     suffix = profile.get("kubelet_version_suffix", "")
