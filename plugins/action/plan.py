@@ -2,8 +2,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The plan is a pure function: compute it on the controller instead of shipping a module to run it.
 
-Without ``facts`` it reads them itself with the cluster_facts module and keeps them in its result, so
-thousands of nodes' facts never pass through templating on their way from one task to the next.
+Without ``facts`` it reads them itself with the cluster_facts module (in this process on a local connection)
+and keeps them in its result, so thousands of nodes' facts never pass through templating on their way from
+one task to the next.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -12,8 +13,11 @@ __metaclass__ = type
 
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.llmops.ollama.plugins.module_utils.inprocess import run_in_controller
+from ansible_collections.llmops.ollama.plugins.module_utils.k8s import HAS_KUBERNETES_CLIENT
 from ansible_collections.llmops.ollama.plugins.module_utils.plan import (
     DEFAULTS, compute_plan, config_from_role_vars, describe_errors)
+from ansible_collections.llmops.ollama.plugins.modules import cluster_facts
 
 OWN_ARGS = ('facts', 'variables', 'models', 'fail_on_error', 'request_timeout')
 
@@ -21,6 +25,13 @@ OWN_ARGS = ('facts', 'variables', 'models', 'fail_on_error', 'request_timeout')
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _requires_connection = False
+
+    def _read_cluster(self, module_args, task_vars):
+        """cluster_facts in this process (the kubernetes client is imported already), else as a module."""
+        if HAS_KUBERNETES_CLIENT and getattr(self._connection, 'transport', None) == 'local':
+            return run_in_controller(cluster_facts.main, module_args, check_mode=True, diff=False)
+        return self._execute_module(module_name='llmops.ollama.cluster_facts', module_args=module_args,
+                                    task_vars=task_vars)
 
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
@@ -45,8 +56,7 @@ class ActionModule(ActionBase):
                 request_timeout=int(args.get('request_timeout') or 30),
                 label_keys=[label.get('key', '')] + sorted(selector) if isinstance(selector, dict) and isinstance(
                     label, dict) else [])
-            read = self._execute_module(module_name='llmops.ollama.cluster_facts', module_args=module_args,
-                                        task_vars=task_vars)
+            read = self._read_cluster(module_args, task_vars)
             if read.get('failed'):
                 return dict(result, **read)
             facts = read['cluster']

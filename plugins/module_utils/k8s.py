@@ -14,6 +14,8 @@ import copy
 import json
 import os
 
+from ansible_collections.llmops.ollama.plugins.module_utils.inprocess import make_module
+
 try:
     from ansible_collections.kubernetes.core.plugins.module_utils.args_common import AUTH_ARG_SPEC
     from ansible_collections.kubernetes.core.plugins.module_utils.k8s.client import get_api_client
@@ -30,7 +32,10 @@ except ImportError:  # reported by new_module with the fix
 try:
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError as Urllib3Error
+    HAS_KUBERNETES_CLIENT = HAS_KUBERNETES_CORE
 except ImportError:
+    HAS_KUBERNETES_CLIENT = False
+
     class ApiException(Exception):
         status = body = reason = None
 
@@ -67,7 +72,7 @@ def new_module(argument_spec, **kwargs):
         module = AnsibleModule(argument_spec=spec, **kwargs)
         module.fail_json(msg='the kubernetes.core collection (>= 6.2.0) is missing. Fix: pip install ansible==12.x '
                              'or ansible-galaxy collection install -r requirements.yml')
-    return AnsibleK8SModule(argument_spec=spec, **kwargs)
+    return make_module(AnsibleK8SModule, spec, **kwargs)
 
 
 class Api(object):

@@ -92,11 +92,12 @@ details:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.llmops.ollama.plugins.module_utils.inprocess import make_module
 from ansible_collections.llmops.ollama.plugins.module_utils.ollama_client import resolve_model_sizes
 
 
 def main():
-    module = AnsibleModule(argument_spec=dict(
+    module = make_module(AnsibleModule, dict(
         models=dict(type='list', elements='raw', default=[]),
         insecure_registries=dict(type='list', elements='str', default=[]),
         timeout=dict(type='int', default=10),
