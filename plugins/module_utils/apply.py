@@ -1,0 +1,204 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Server-side apply and delete of a list of objects, with rollout and deletion waits.
+
+What kubectl apply --server-side does, over one API client: a GET of each object (for the diff), one
+apply PATCH (a server-side dry run in check mode), and a rollout wait for workloads. An object counts as
+changed when its content differs from before, leaving out what the server keeps for itself
+(managedFields, resourceVersion, generation, status).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import copy
+import json
+import time
+
+from ansible_collections.llmops.ollama.plugins.module_utils.k8s import ClusterError
+
+APPLY_CONTENT_TYPE = 'application/apply-patch+yaml'
+SERVER_KEPT = ('managedFields', 'resourceVersion', 'generation', 'creationTimestamp', 'uid')
+POLL_SECONDS = 1.0
+
+
+class Resources(object):
+    """Kind -> (plural, namespaced) from the API's discovery, one request per group version."""
+
+    def __init__(self, api):
+        self.api = api
+        self._by_group_version = {}
+
+    def lookup(self, api_version, kind):
+        if api_version not in self._by_group_version:
+            path = '/api/v1' if api_version == 'v1' else '/apis/' + api_version
+            try:
+                listing = self.api.get(path)
+            except ClusterError as exc:
+                if exc.status == 404:
+                    raise ClusterError('the cluster does not serve %s' % api_version,
+                                       'install the API (CRD or add-on) that serves %s %s, or drop the object'
+                                       % (api_version, kind), status=404)
+                raise
+            self._by_group_version[api_version] = dict(
+                (r['kind'], (r['name'], r['namespaced'])) for r in listing.get('resources') or []
+                if '/' not in r['name'])
+        found = self._by_group_version[api_version].get(kind)
+        if found is None:
+            raise ClusterError('the cluster serves no kind %s in %s' % (kind, api_version),
+                               'check the apiVersion and kind of the object', status=404)
+        return found
+
+    def path(self, obj):
+        api_version, kind = obj.get('apiVersion'), obj.get('kind')
+        meta = obj.get('metadata') or {}
+        if not api_version or not kind or not meta.get('name'):
+            raise ClusterError('an object lacks apiVersion, kind or metadata.name: %s' % json.dumps(obj)[:200],
+                               'give every object apiVersion, kind and metadata.name')
+        plural, namespaced = self.lookup(api_version, kind)
+        prefix = '/api/v1' if api_version == 'v1' else '/apis/' + api_version
+        if namespaced:
+            if not meta.get('namespace'):
+                raise ClusterError('%s %s has no metadata.namespace' % (kind, meta['name']),
+                                   'set metadata.namespace on every namespaced object')
+            prefix += '/namespaces/' + meta['namespace']
+        return '%s/%s/%s' % (prefix, plural, meta['name'])
+
+
+def comparable(obj):
+    """The object without what the server keeps for itself."""
+    if obj is None:
+        return None
+    out = copy.deepcopy(obj)
+    out.pop('status', None)
+    meta = out.get('metadata') or {}
+    for key in SERVER_KEPT:
+        meta.pop(key, None)
+    return out
+
+
+def redacted(obj):
+    """A Secret with its values hidden, for diffs and results; other objects as they are."""
+    if not obj or obj.get('kind') != 'Secret':
+        return obj
+    out = copy.deepcopy(obj)
+    for key in ('data', 'stringData'):
+        if isinstance(out.get(key), dict):
+            out[key] = dict((name, '********') for name in out[key])
+    return out
+
+
+def label(obj):
+    meta = obj.get('metadata') or {}
+    return '%s %s%s' % (obj.get('kind'), meta['namespace'] + '/' if meta.get('namespace') else '', meta.get('name'))
+
+
+def apply_objects(api, objects, field_manager, force_conflicts=False, check_mode=False):
+    """Apply each object; a result per object with before and after (comparable) and changed."""
+    resources = Resources(api)
+    # Every path first: an object the cluster cannot take stops the call before its first write.
+    paths = [resources.path(obj) for obj in objects]
+    results = []
+    for obj, path in zip(objects, paths):
+        before = api.get_or_none(path)
+        query = {'fieldManager': field_manager, 'force': 'true' if force_conflicts else 'false'}
+        if check_mode:
+            query['dryRun'] = 'All'
+        try:
+            # The client sends an apply patch as JSON, which the server reads as YAML.
+            after = api.request('PATCH', path, body=obj, query=query, content_type=APPLY_CONTENT_TYPE)
+        except ClusterError as exc:
+            if exc.status == 409:
+                raise ClusterError('%s: another field manager owns fields this apply sets (%s)' % (
+                    label(obj), exc.message), 'let llmops-ollama own them (force_conflicts: true), or stop the '
+                    'other tool from managing them', status=409)
+            raise ClusterError('%s: %s' % (label(obj), exc.message), exc.fix, status=exc.status)
+        results.append(_result(obj, before, after))
+    return results
+
+
+def delete_objects(api, objects, propagation='Background', check_mode=False):
+    resources = Resources(api)
+    # Every path first: an object the cluster cannot take stops the call before its first write.
+    paths = [resources.path(obj) for obj in objects]
+    results = []
+    for obj, path in zip(objects, paths):
+        before = api.get_or_none(path)
+        deleting = before is not None and not (before.get('metadata') or {}).get('deletionTimestamp')
+        if deleting:
+            query = {'dryRun': 'All'} if check_mode else {}
+            try:
+                api.request('DELETE', path, body={'propagationPolicy': propagation}, query=query)
+            except ClusterError as exc:
+                if exc.status != 404:
+                    raise ClusterError('%s: %s' % (label(obj), exc.message), exc.fix, status=exc.status)
+        results.append(dict(_result(obj, before, None), path=path, changed=deleting))
+    return results
+
+
+def _result(obj, before, after):
+    meta = obj.get('metadata') or {}
+    was, now = comparable(before), comparable(after)
+    return {'kind': obj.get('kind'), 'api_version': obj.get('apiVersion'), 'name': meta.get('name'),
+            'namespace': meta.get('namespace'), 'changed': was != now, 'before': was, 'after': now,
+            'object': after}
+
+
+def rollout_done(obj):
+    """None when the workload finished its rollout, else what it still waits for."""
+    kind, spec, status = obj.get('kind'), obj.get('spec') or {}, obj.get('status') or {}
+    meta = obj.get('metadata') or {}
+    if status.get('observedGeneration', 0) < meta.get('generation', 0):
+        return 'the controller has not seen generation %s yet' % meta.get('generation')
+    if kind in ('Deployment', 'StatefulSet'):
+        want = spec.get('replicas', 1)
+        ready = status.get('availableReplicas' if kind == 'Deployment' else 'readyReplicas', 0)
+        if kind == 'Deployment':
+            for condition in status.get('conditions') or []:
+                if condition.get('type') == 'Progressing' and condition.get('reason') == 'ProgressDeadlineExceeded':
+                    return 'failed: ' + condition.get('message', 'progress deadline exceeded')
+        if status.get('updatedReplicas', 0) < want or status.get('replicas', 0) != want or ready < want:
+            return '%s of %s replicas updated and ready' % (min(ready, status.get('updatedReplicas', 0)), want)
+        if kind == 'StatefulSet' and status.get('currentRevision') != status.get('updateRevision') and \
+                (spec.get('updateStrategy') or {}).get('type', 'RollingUpdate') == 'RollingUpdate':
+            return 'revision %s still rolling out' % status.get('updateRevision')
+    elif kind == 'DaemonSet':
+        want = status.get('desiredNumberScheduled', 0)
+        if status.get('updatedNumberScheduled', 0) < want or status.get('numberReady', 0) < want:
+            return '%s of %s pods updated and ready' % (status.get('numberReady', 0), want)
+    return None
+
+
+def wait_for_rollouts(api, results, timeout, clock=time.monotonic, sleep=time.sleep):
+    """Wait until every applied Deployment, StatefulSet and DaemonSet has rolled out; the last objects read."""
+    resources = Resources(api)
+    deadline = clock() + timeout
+    for result in results:
+        if result['kind'] not in ('Deployment', 'StatefulSet', 'DaemonSet'):
+            continue
+        path = resources.path(result['object'])
+        while True:
+            current = api.get(path)
+            waiting = rollout_done(current)
+            result['object'] = current
+            if waiting is None:
+                break
+            if waiting.startswith('failed: ') or clock() >= deadline:
+                raise ClusterError('%s did not roll out within %s s: %s' % (label(current), timeout, waiting),
+                                   'see the pods and the warning events of the namespace', status=None)
+            sleep(POLL_SECONDS)
+    return results
+
+
+def wait_for_deletion(api, results, timeout, clock=time.monotonic, sleep=time.sleep):
+    deadline = clock() + timeout
+    for result in results:
+        if result['before'] is None:
+            continue
+        while api.get_or_none(result['path']) is not None:
+            if clock() >= deadline:
+                raise ClusterError('%s is still there after %s s' % (label(result['before']), timeout),
+                                   'check its finalizers and the pods it owns')
+            sleep(POLL_SECONDS)
+    return results
