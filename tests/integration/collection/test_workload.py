@@ -314,9 +314,11 @@ def test_check_diff_reports_a_change_truthfully_and_changes_nothing(playbook, cl
     dry = converge(playbook, namespace, check=True, diff=True, ollama_workload_env={"OLLAMA_KEEP_ALIVE": "1h"})
     assert dry.rc == 0 and dry.changed >= 1, dry
     (apply_result,) = dry.task_results("Apply the namespace, ServiceAccount")
-    diffs = {r["result"]["kind"]: r for r in apply_result["result"]["results"]}
-    assert diffs["Deployment"]["changed"] and '"1h"' in json.dumps(diffs["Deployment"]["diff"]["after"])
-    assert not any(r["changed"] for kind, r in diffs.items() if kind != "Deployment")
+    changed = {r["kind"]: r["changed"] for r in apply_result["results"]}
+    assert changed.pop("Deployment") and not any(changed.values()), apply_result["results"]
+    (deployment_diff,) = apply_result["diff"]
+    assert deployment_diff["after"]["kind"] == "Deployment" and '"1h"' in json.dumps(deployment_diff["after"])
+    assert '"1h"' not in json.dumps(deployment_diff["before"])
     after = cluster.get("deployment", NAME, "-n", namespace)
     assert after["metadata"]["generation"] == before["metadata"]["generation"]
     real = converge(playbook, namespace, ollama_workload_env={"OLLAMA_KEEP_ALIVE": "1h"})
