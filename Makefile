@@ -69,8 +69,9 @@ sanity: venv ## ansible-test sanity, no ignore entries
 molecule: sim-build collection ## Molecule scenarios (k3s-single, k3s-ha, eks-ha) against the simulated cluster
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/molecule test --all
 
-test: sim-build collection lint sanity ## The whole suite: lint, sanity, unit and integration tests
+test: sim-build collection lint sanity ## The whole suite: lint, sanity, unit and integration tests, molecule
 	$(PY) -m pytest tests/unit tests/integration -q $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory molecule
 
 clean: sim-down ## Remove local state (keeps the build cache)
 	rm -rf .collections .pytest_cache
