@@ -123,16 +123,16 @@ def describe(pod):
     phase = status.get('phase') or 'Unknown'
     image = ((spec.get('containers') or [{}])[0]).get('image', '')
     terminating = bool(meta.get('deletionTimestamp'))
+    line = '%s on %s (%s%s, %s, %s)' % (meta.get('name'), node, phase, ', terminating' if terminating else '',
+                                        'ready' if ready else 'not ready', image)
     return {'name': meta.get('name'), 'namespace': meta.get('namespace'), 'uid': meta.get('uid'), 'node': node,
             'phase': phase, 'ready': ready, 'terminating': terminating, 'ip': status.get('podIP') or '',
-            'image': image,
-            'line': '%s on %s (%s%s, %s, %s)' % (meta.get('name'), node, phase, ', terminating' if terminating else '',
-                                                'ready' if ready else 'not ready', image)}
+            'image': image, 'line': line}
 
 
 def read_pods(api, namespace, selector):
-    pods = sorted((describe(p) for p in api.list_all('/api/v1/namespaces/%s/pods' % namespace,
-                                                      labelSelector=selector)), key=lambda p: p['name'])
+    listed = api.list_all('/api/v1/namespaces/%s/pods' % namespace, labelSelector=selector)
+    pods = sorted((describe(p) for p in listed), key=lambda p: p['name'])
     return pods, [p['name'] for p in pods if p['phase'] == 'Running' and not p['terminating']]
 
 
