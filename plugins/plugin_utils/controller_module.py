@@ -13,6 +13,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
+
 from ansible.plugins.action.normal import ActionModule as NormalAction
 
 from ansible_collections.llmops.ollama.plugins.module_utils.inprocess import run_in_controller
@@ -32,6 +34,19 @@ class ControllerModuleAction(NormalAction):
         if not self._runs_in_controller():
             return super(ControllerModuleAction, self).run(tmp, task_vars)
         result = super(NormalAction, self).run(tmp, task_vars)
-        result.update(run_in_controller(self.MODULE.main, self._task.args, self._task.check_mode,
-                                        self._task.diff))
+        # The task's `environment` reaches a module process through its command line; here, through os.environ
+        # of this worker, which runs this one task.
+        environment = {}
+        self._compute_environment_string(environment)
+        saved = dict((name, os.environ.get(name)) for name in environment)
+        os.environ.update((str(name), str(value)) for name, value in environment.items())
+        try:
+            result.update(run_in_controller(self.MODULE.main, self._task.args, self._task.check_mode,
+                                            self._task.diff))
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
         return result

@@ -130,3 +130,22 @@ def test_pod_info_waits_for_running_pods_and_names_their_nodes(playbook, cluster
     short = playbook(task_playbook(tmp_path, {"llmops.ollama.pod_info": {
         "namespace": namespace, "label_selector": f"app={APP}", "wait_running": 3, "wait_timeout": 3}}))
     assert short.rc != 0 and "2 of 3 pods matching app=web" in short.failure, short
+
+
+@pytest.mark.profile("k3s")
+def test_the_task_environment_reaches_a_module_run_in_the_controller(playbook, cluster, namespace, tmp_path):
+    # K8S_AUTH_KUBECONFIG from the task's environment, as a module process would get it; no kubeconfig option.
+    path = tmp_path / "env.yml"
+    path.write_text(json.dumps([{
+        "name": "Read pods with the credentials from the environment", "hosts": "localhost", "connection": "local",
+        "gather_facts": False,
+        "tasks": [{"name": "Run the task", "llmops.ollama.pod_info": {"namespace": namespace,
+                                                                       "label_selector": "app=none"},
+                   "environment": {"K8S_AUTH_KUBECONFIG": "{{ ollama_kubeconfig }}"}, "register": "out"},
+                  {"name": "Run without it", "llmops.ollama.pod_info": {"namespace": namespace,
+                                                                         "label_selector": "app=none"},
+                   "environment": {"K8S_AUTH_KUBECONFIG": "/nonexistent/kubeconfig"}, "ignore_errors": True}]}]))
+    run = playbook(str(path))
+    assert run.rc == 0, run
+    assert result_of(run)["pods"] == [] and not result_of(run).get("failed")
+    assert "/nonexistent/kubeconfig does not exist" in run.task_results("Run without it")[0]["msg"]
