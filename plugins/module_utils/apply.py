@@ -109,6 +109,10 @@ def apply_objects(api, objects, field_manager, force_conflicts=False, check_mode
             # The client sends an apply patch as JSON, which the server reads as YAML.
             after = api.request('PATCH', path, body=obj, query=query, content_type=APPLY_CONTENT_TYPE)
         except ClusterError as exc:
+            if check_mode and before is None and exc.status == 404:
+                # Its namespace is only created by this run (a dry run persists nothing): it would be created.
+                results.append(_result(obj, before, copy.deepcopy(obj)))
+                continue
             if exc.status == 409:
                 raise ClusterError('%s: another field manager owns fields this apply sets (%s)' % (
                     label(obj), exc.message), 'let llmops-ollama own them (force_conflicts: true), or stop the '

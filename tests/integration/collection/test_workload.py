@@ -330,6 +330,16 @@ def test_check_diff_reports_a_change_truthfully_and_changes_nothing(playbook, cl
 
 
 @pytest.mark.profile("k3s")
+def test_check_diff_on_a_fresh_namespace_reports_the_creates_and_writes_nothing(playbook, cluster):
+    fresh = "t-fresh-check"
+    dry = converge(playbook, fresh, check=True, diff=True)
+    assert dry.rc == 0 and dry.changed >= 1, dry
+    (apply_result,) = dry.task_results("Apply the namespace, ServiceAccount")
+    assert {r["kind"] for r in apply_result["results"] if r["changed"]} >= {"Namespace", "Deployment", "Service"}
+    assert cluster.kubectl("get", "namespace", fresh, check=False).returncode != 0
+
+
+@pytest.mark.profile("k3s")
 def test_uninstall_keeps_the_claims_unless_purged(playbook, cluster, namespace):
     assert converge(playbook, namespace, ollama_replicas=2).rc == 0
     running(cluster, namespace, 2)

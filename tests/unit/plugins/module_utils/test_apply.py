@@ -31,9 +31,10 @@ SERVICE = {'apiVersion': 'v1', 'kind': 'Service', 'metadata': {'name': 'ollama',
 class FakeApi(object):
     """Objects by path; an apply merges metadata.labels and replaces spec, as the server would for these."""
 
-    def __init__(self, objects=None, conflict=False):
+    def __init__(self, objects=None, conflict=False, namespaces=None):
         self.objects = dict(objects or {})
         self.conflict = conflict
+        self.namespaces = namespaces
         self.calls = []
 
     def get(self, path, **query):
@@ -56,6 +57,9 @@ class FakeApi(object):
         self.calls.append((method, path, query))
         if self.conflict:
             raise ClusterError('PATCH %s answered 409: conflict with "kubectl"' % path, 'see above', status=409)
+        namespace = (body or {}).get('metadata', {}).get('namespace')
+        if self.namespaces is not None and namespace and namespace not in self.namespaces:
+            raise ClusterError('PATCH %s answered 404: namespaces "%s" not found' % (path, namespace), 'x', status=404)
         if method == 'PATCH':
             old = self.objects.get(path)
             new = copy.deepcopy(body)
@@ -193,3 +197,12 @@ def test_secret_values_are_hidden_in_what_the_module_shows():
     assert shown['data'] == {'auth': '********'} and shown['stringData'] == {'token': '********'}
     assert secret['data'] == {'auth': 'c2VjcmV0'}
     assert apply.redacted(SERVICE) is SERVICE and apply.redacted(None) is None
+
+
+def test_check_mode_reports_a_create_in_a_namespace_the_same_run_would_create():
+    api = FakeApi(namespaces=[])
+    (result,) = apply.apply_objects(api, [SERVICE], 'llmops-ollama', check_mode=True)
+    assert result['changed'] and result['after']['spec'] == SERVICE['spec'] and api.objects == {}
+    with pytest.raises(ClusterError) as caught:
+        apply.apply_objects(FakeApi(namespaces=[]), [SERVICE], 'llmops-ollama')
+    assert caught.value.status == 404
