@@ -13,11 +13,11 @@ __metaclass__ = type
 
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.llmops.ollama.plugins.module_utils.inprocess import run_in_controller
 from ansible_collections.llmops.ollama.plugins.module_utils.k8s import HAS_KUBERNETES_CLIENT
 from ansible_collections.llmops.ollama.plugins.module_utils.plan import (
     DEFAULTS, compute_plan, config_from_role_vars, describe_errors)
 from ansible_collections.llmops.ollama.plugins.modules import cluster_facts
+from ansible_collections.llmops.ollama.plugins.plugin_utils.controller_module import runs_in_controller, run_in_worker
 
 OWN_ARGS = ('facts', 'variables', 'models', 'fail_on_error', 'request_timeout')
 
@@ -28,8 +28,8 @@ class ActionModule(ActionBase):
 
     def _read_cluster(self, module_args, task_vars):
         """cluster_facts in this process (the kubernetes client is imported already), else as a module."""
-        if HAS_KUBERNETES_CLIENT and getattr(self._connection, 'transport', None) == 'local':
-            return run_in_controller(cluster_facts.main, module_args, check_mode=True, diff=False)
+        if runs_in_controller(self, HAS_KUBERNETES_CLIENT):
+            return run_in_worker(self, cluster_facts.main, module_args, check_mode=True, diff=False)
         return self._execute_module(module_name='llmops.ollama.cluster_facts', module_args=module_args,
                                     task_vars=task_vars)
 

@@ -111,14 +111,14 @@ def apply_objects(api, objects, field_manager, force_conflicts=False, check_mode
         except ClusterError as exc:
             if check_mode and before is None and exc.status == 404:
                 # Its namespace is only created by this run (a dry run persists nothing): it would be created.
-                results.append(_result(obj, before, copy.deepcopy(obj)))
+                results.append(_result(obj, path, before, copy.deepcopy(obj)))
                 continue
             if exc.status == 409:
                 raise ClusterError('%s: another field manager owns fields this apply sets (%s)' % (
                     label(obj), exc.message), 'let llmops-ollama own them (force_conflicts: true), or stop the '
                     'other tool from managing them', status=409)
             raise ClusterError('%s: %s' % (label(obj), exc.message), exc.fix, status=exc.status)
-        results.append(_result(obj, before, after))
+        results.append(_result(obj, path, before, after))
     return results
 
 
@@ -137,15 +137,15 @@ def delete_objects(api, objects, propagation='Background', check_mode=False):
             except ClusterError as exc:
                 if exc.status != 404:
                     raise ClusterError('%s: %s' % (label(obj), exc.message), exc.fix, status=exc.status)
-        results.append(dict(_result(obj, before, None), path=path, changed=deleting))
+        results.append(dict(_result(obj, path, before, None), changed=deleting))
     return results
 
 
-def _result(obj, before, after):
+def _result(obj, path, before, after):
     meta = obj.get('metadata') or {}
     was, now = comparable(before), comparable(after)
     return {'kind': obj.get('kind'), 'api_version': obj.get('apiVersion'), 'name': meta.get('name'),
-            'namespace': meta.get('namespace'), 'changed': was != now, 'before': was, 'after': now,
+            'namespace': meta.get('namespace'), 'path': path, 'changed': was != now, 'before': was, 'after': now,
             'object': after}
 
 
@@ -175,23 +175,22 @@ def rollout_done(obj):
 
 
 def wait_for_rollouts(api, results, timeout, clock=time.monotonic, sleep=time.sleep):
-    """Wait until every applied Deployment, StatefulSet and DaemonSet has rolled out; the last objects read."""
-    resources = Resources(api)
+    """Wait until every applied Deployment, StatefulSet and DaemonSet has rolled out; the last objects read.
+
+    The apply's answer is read first, so a workload that has rolled out already costs no request."""
     deadline = clock() + timeout
     for result in results:
         if result['kind'] not in ('Deployment', 'StatefulSet', 'DaemonSet'):
             continue
-        path = resources.path(result['object'])
-        while True:
-            current = api.get(path)
-            waiting = rollout_done(current)
-            result['object'] = current
-            if waiting is None:
-                break
+        waiting = rollout_done(result['object'])
+        while waiting is not None:
             if waiting.startswith('failed: ') or clock() >= deadline:
-                raise ClusterError('%s did not roll out within %s s: %s' % (label(current), timeout, waiting),
+                raise ClusterError('%s did not roll out within %s s: %s' % (label(result['object']), timeout,
+                                                                            waiting),
                                    'see the pods and the warning events of the namespace', status=None)
             sleep(POLL_SECONDS)
+            result['object'] = api.get(result['path'])
+            waiting = rollout_done(result['object'])
     return results
 
 

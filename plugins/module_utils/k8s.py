@@ -173,6 +173,36 @@ class Api(object):
         return self.get('/version')
 
 
+def selector_text(selector):
+    """A label selector as the API takes it: a dict becomes key=value,key2=value2; text stays as it is."""
+    if isinstance(selector, dict):
+        return ','.join('%s=%s' % (k, v) for k, v in sorted(selector.items()))
+    return selector
+
+
+def pod_summary(pod):
+    """A pod's name, node, phase, readiness, IP and image, and one line for reports."""
+    meta, spec, status = pod.get('metadata') or {}, pod.get('spec') or {}, pod.get('status') or {}
+    ready = any(c.get('type') == 'Ready' and c.get('status') == 'True' for c in status.get('conditions') or [])
+    node = spec.get('nodeName') or '(not scheduled)'
+    phase = status.get('phase') or 'Unknown'
+    image = ((spec.get('containers') or [{}])[0]).get('image', '')
+    terminating = bool(meta.get('deletionTimestamp'))
+    line = '%s on %s (%s%s, %s, %s)' % (meta.get('name'), node, phase, ', terminating' if terminating else '',
+                                        'ready' if ready else 'not ready', image)
+    return {'name': meta.get('name'), 'namespace': meta.get('namespace'), 'uid': meta.get('uid'), 'node': node,
+            'phase': phase, 'ready': ready, 'terminating': terminating, 'ip': status.get('podIP') or '',
+            'image': image, 'line': line}
+
+
+def read_pods(api, namespace, selector):
+    """The summaries of the pods matching selector, sorted by name, and the names of those that run and are
+    not terminating."""
+    listed = api.list_all('/api/v1/namespaces/%s/pods' % namespace, labelSelector=selector_text(selector))
+    pods = sorted((pod_summary(p) for p in listed), key=lambda p: p['name'])
+    return pods, [p['name'] for p in pods if p['phase'] == 'Running' and not p['terminating']]
+
+
 def pod_proxy_path(namespace, pod, port, path):
     return '/api/v1/namespaces/%s/pods/%s:%s/proxy%s' % (namespace, pod, port, path)
 

@@ -883,20 +883,6 @@ def _result(endpoint, version, results, before, after, changes, started, clock):
     }
 
 
-def list_pods(api, namespace, label_selector):
-    """Names of the running, not terminating pods matching the selector (a dict or "k=v,k2=v2")."""
-    if isinstance(label_selector, dict):
-        label_selector = ','.join('%s=%s' % (k, v) for k, v in sorted(label_selector.items()))
-    pods = api.list_all('/api/v1/namespaces/%s/pods' % namespace, labelSelector=label_selector)
-    names = []
-    for pod in pods:
-        meta = pod.get('metadata') or {}
-        if meta.get('deletionTimestamp') or (pod.get('status') or {}).get('phase') != 'Running':
-            continue
-        names.append(meta.get('name'))
-    return sorted(names)
-
-
 def endpoint_info(endpoint, request_timeout=30):
     """Version, models (/api/tags) and loaded models with GPU residency (/api/ps) of one endpoint."""
     info = {'endpoint': endpoint_label(endpoint), 'reachable': False, 'version': None, 'models': [],

@@ -135,13 +135,12 @@ pods:
   elements: str
 '''
 
-from ansible_collections.llmops.ollama.plugins.module_utils.k8s import Api, ClusterError, new_module
+from ansible_collections.llmops.ollama.plugins.module_utils.k8s import Api, ClusterError, new_module, read_pods
 from ansible_collections.llmops.ollama.plugins.module_utils.ollama_client import (
     DEFAULT_PORT,
     ProxyEndpoint,
     UrlEndpoint,
     endpoint_info,
-    list_pods,
 )
 
 
@@ -168,7 +167,8 @@ def main():
         try:
             api = Api(module, request_timeout=params['request_timeout'])
             if params['label_selector']:
-                pods += [p for p in list_pods(api, params['namespace'], params['label_selector']) if p not in pods]
+                running = read_pods(api, params['namespace'], params['label_selector'])[1]
+                pods += [p for p in running if p not in pods]
         except ClusterError as exc:
             module.fail_json(msg=str(exc))
         endpoints += [ProxyEndpoint(api, params['namespace'], pod=p, port=params['port']) for p in pods]

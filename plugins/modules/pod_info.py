@@ -111,29 +111,10 @@ running:
 
 import time
 
-from ansible_collections.llmops.ollama.plugins.module_utils.k8s import Api, ClusterError, new_module
+from ansible_collections.llmops.ollama.plugins.module_utils.k8s import (
+    Api, ClusterError, new_module, read_pods, selector_text)
 
 POLL_SECONDS = 1.0
-
-
-def describe(pod):
-    meta, spec, status = pod.get('metadata') or {}, pod.get('spec') or {}, pod.get('status') or {}
-    ready = any(c.get('type') == 'Ready' and c.get('status') == 'True' for c in status.get('conditions') or [])
-    node = spec.get('nodeName') or '(not scheduled)'
-    phase = status.get('phase') or 'Unknown'
-    image = ((spec.get('containers') or [{}])[0]).get('image', '')
-    terminating = bool(meta.get('deletionTimestamp'))
-    line = '%s on %s (%s%s, %s, %s)' % (meta.get('name'), node, phase, ', terminating' if terminating else '',
-                                        'ready' if ready else 'not ready', image)
-    return {'name': meta.get('name'), 'namespace': meta.get('namespace'), 'uid': meta.get('uid'), 'node': node,
-            'phase': phase, 'ready': ready, 'terminating': terminating, 'ip': status.get('podIP') or '',
-            'image': image, 'line': line}
-
-
-def read_pods(api, namespace, selector):
-    listed = api.list_all('/api/v1/namespaces/%s/pods' % namespace, labelSelector=selector)
-    pods = sorted((describe(p) for p in listed), key=lambda p: p['name'])
-    return pods, [p['name'] for p in pods if p['phase'] == 'Running' and not p['terminating']]
 
 
 def main():
@@ -146,9 +127,7 @@ def main():
         request_timeout=dict(type='int', default=30),
     ), supports_check_mode=True)
     params = module.params
-    selector = params['label_selector']
-    if isinstance(selector, dict):
-        selector = ','.join('%s=%s' % (k, v) for k, v in sorted(selector.items()))
+    selector = selector_text(params['label_selector'])
     if not isinstance(selector, str) or not selector:
         module.fail_json(msg='label_selector must be a non-empty dict or key=value string. Fix: e.g. '
                              '{app.kubernetes.io/name: ollama}')

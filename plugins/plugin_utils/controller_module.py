@@ -20,33 +20,39 @@ from ansible.plugins.action.normal import ActionModule as NormalAction
 from ansible_collections.llmops.ollama.plugins.module_utils.inprocess import run_in_controller
 
 
+def runs_in_controller(action, imported=True):
+    """Whether action's task can run a module's main() in its worker: a local connection, no async, and the
+    module's libraries imported in the controller."""
+    return bool(imported and not action._task.async_val
+                and getattr(action._connection, 'transport', None) == 'local')
+
+
+def run_in_worker(action, main, args, check_mode, diff):
+    """main()'s result, run in this worker with the task's `environment` in os.environ (a module process gets it
+    on its command line); this worker runs this one task, and the environment is put back after."""
+    environment = {}
+    action._compute_environment_string(environment)
+    saved = dict((name, os.environ.get(name)) for name in environment)
+    os.environ.update((str(name), str(value)) for name, value in environment.items())
+    try:
+        return run_in_controller(main, args, check_mode, diff)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 class ControllerModuleAction(NormalAction):
     """Subclasses set MODULE to the imported module and IMPORTED to whether its libraries imported."""
 
     MODULE = None
     IMPORTED = True
 
-    def _runs_in_controller(self):
-        return (self.IMPORTED and not self._task.async_val
-                and getattr(self._connection, 'transport', None) == 'local')
-
     def run(self, tmp=None, task_vars=None):
-        if not self._runs_in_controller():
+        if not runs_in_controller(self, self.IMPORTED):
             return super(ControllerModuleAction, self).run(tmp, task_vars)
         result = super(NormalAction, self).run(tmp, task_vars)
-        # The task's `environment` reaches a module process through its command line; here, through os.environ
-        # of this worker, which runs this one task.
-        environment = {}
-        self._compute_environment_string(environment)
-        saved = dict((name, os.environ.get(name)) for name in environment)
-        os.environ.update((str(name), str(value)) for name, value in environment.items())
-        try:
-            result.update(run_in_controller(self.MODULE.main, self._task.args, self._task.check_mode,
-                                            self._task.diff))
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
+        result.update(run_in_worker(self, self.MODULE.main, self._task.args, self._task.check_mode, self._task.diff))
         return result

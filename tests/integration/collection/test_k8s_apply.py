@@ -144,8 +144,12 @@ def test_the_task_environment_reaches_a_module_run_in_the_controller(playbook, c
                    "environment": {"K8S_AUTH_KUBECONFIG": "{{ ollama_kubeconfig }}"}, "register": "out"},
                   {"name": "Run without it", "llmops.ollama.pod_info": {"namespace": namespace,
                                                                          "label_selector": "app=none"},
-                   "environment": {"K8S_AUTH_KUBECONFIG": "/nonexistent/kubeconfig"}, "ignore_errors": True}]}]))
+                   "environment": {"K8S_AUTH_KUBECONFIG": "/nonexistent/kubeconfig"}, "ignore_errors": True},
+                  {"name": "Plan with it", "llmops.ollama.plan": {"fail_on_error": False},
+                   "environment": {"K8S_AUTH_KUBECONFIG": "{{ ollama_kubeconfig }}"}}]}]))
     run = playbook(str(path))
     assert run.rc == 0, run
     assert result_of(run)["pods"] == [] and not result_of(run).get("failed")
+    nodes = cluster.get("nodes")["items"]
+    assert run.task_results("Plan with it")[0]["cluster"]["node_count"] == len(nodes)
     assert "/nonexistent/kubeconfig does not exist" in run.task_results("Run without it")[0]["msg"]

@@ -15,7 +15,7 @@ import copy
 import pytest
 
 from ansible_collections.llmops.ollama.plugins.module_utils import apply
-from ansible_collections.llmops.ollama.plugins.module_utils.k8s import ClusterError
+from ansible_collections.llmops.ollama.plugins.module_utils.k8s import Api, ClusterError
 
 DISCOVERY = {
     '/api/v1': {'resources': [{'name': 'namespaces', 'kind': 'Namespace', 'namespaced': False},
@@ -28,33 +28,24 @@ SERVICE = {'apiVersion': 'v1', 'kind': 'Service', 'metadata': {'name': 'ollama',
            'spec': {'ports': [{'port': 11434}]}}
 
 
-class FakeApi(object):
-    """Objects by path; an apply merges metadata.labels and replaces spec, as the server would for these."""
+class FakeApi(Api):
+    """Objects by path behind Api's own get and get_or_none; an apply replaces the object, as the server would
+    for these."""
 
-    def __init__(self, objects=None, conflict=False, namespaces=None):
+    def __init__(self, objects=None, conflict=False, namespaces=None):  # pylint: disable=super-init-not-called
         self.objects = dict(objects or {})
         self.conflict = conflict
         self.namespaces = namespaces
         self.calls = []
 
-    def get(self, path, **query):
-        self.calls.append(('GET', path, query))
-        if path in DISCOVERY:
-            return DISCOVERY[path]
-        if path in self.objects:
-            return copy.deepcopy(self.objects[path])
-        raise ClusterError('GET %s answered 404' % path, 'the object or API is not there', status=404)
-
-    def get_or_none(self, path, **query):
-        try:
-            return self.get(path, **query)
-        except ClusterError as exc:
-            if exc.status == 404:
-                return None
-            raise
-
-    def request(self, method, path, body=None, query=None, content_type=None):
+    def request(self, method, path, body=None, query=None, timeout=None, content_type=None):
         self.calls.append((method, path, query))
+        if method == 'GET':
+            if path in DISCOVERY:
+                return DISCOVERY[path]
+            if path in self.objects:
+                return copy.deepcopy(self.objects[path])
+            raise ClusterError('GET %s answered 404' % path, 'the object or API is not there', status=404)
         if self.conflict:
             raise ClusterError('PATCH %s answered 409: conflict with "kubectl"' % path, 'see above', status=409)
         namespace = (body or {}).get('metadata', {}).get('namespace')
@@ -183,11 +174,18 @@ def test_a_rollout_wait_is_bounded_by_its_timeout():
     api = FakeApi({path: deployment(available=1)})
     clock = iter(range(0, 1000, 10))
     slept = []
-    result = {'kind': 'Deployment', 'object': dict(deployment(), apiVersion='apps/v1')}
+    result = {'kind': 'Deployment', 'path': path, 'object': deployment(available=0)}
     with pytest.raises(ClusterError) as caught:
         apply.wait_for_rollouts(api, [result], 60, clock=lambda: next(clock), sleep=slept.append)
     assert 'did not roll out within 60 s: 1 of 2 replicas' in caught.value.message
-    assert 0 < len(slept) < 10
+    assert 0 < len(slept) < 10 and api.calls.count(('GET', path, {})) == len(slept)
+
+
+def test_a_workload_the_apply_answered_as_rolled_out_costs_no_request():
+    api = FakeApi()
+    result = {'kind': 'Deployment', 'path': '/apis/apps/v1/namespaces/ai/deployments/o', 'object': deployment()}
+    apply.wait_for_rollouts(api, [result], 60, sleep=lambda _: None)
+    assert api.calls == []
 
 
 def test_secret_values_are_hidden_in_what_the_module_shows():
