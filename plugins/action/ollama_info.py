@@ -8,9 +8,9 @@ __metaclass__ = type
 
 from ansible_collections.llmops.ollama.plugins.modules import ollama_info
 from ansible_collections.llmops.ollama.plugins.plugin_utils.controller_module import ControllerModuleAction
-from ansible_collections.llmops.ollama.plugins.module_utils.k8s import HAS_KUBERNETES_CLIENT
+from ansible_collections.llmops.ollama.plugins.module_utils.k8s import HAS_KUBERNETES_CORE
 
 
 class ActionModule(ControllerModuleAction):
     MODULE = ollama_info
-    IMPORTED = HAS_KUBERNETES_CLIENT
+    IMPORTED = HAS_KUBERNETES_CORE

@@ -13,7 +13,7 @@ __metaclass__ = type
 
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.llmops.ollama.plugins.module_utils.k8s import HAS_KUBERNETES_CLIENT
+from ansible_collections.llmops.ollama.plugins.module_utils.k8s import HAS_KUBERNETES_CORE
 from ansible_collections.llmops.ollama.plugins.module_utils.plan import (
     DEFAULTS, compute_plan, config_from_role_vars, describe_errors)
 from ansible_collections.llmops.ollama.plugins.modules import cluster_facts
@@ -28,7 +28,7 @@ class ActionModule(ActionBase):
 
     def _read_cluster(self, module_args, task_vars):
         """cluster_facts in this process (the kubernetes client is imported already), else as a module."""
-        if runs_in_controller(self, HAS_KUBERNETES_CLIENT):
+        if runs_in_controller(self, HAS_KUBERNETES_CORE):
             return run_in_worker(self, cluster_facts.main, module_args, check_mode=True, diff=False)
         return self._execute_module(module_name='llmops.ollama.cluster_facts', module_args=module_args,
                                     task_vars=task_vars)

@@ -1,9 +1,10 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The one place that imports kubernetes.core: module base, API client, paginated lists, raw requests.
+"""Module base, API requests by path, paginated lists.
 
-Modules talk to the API by path (no discovery round trips) with the same credentials as every
-kubernetes.core task: module options, then K8S_AUTH_* environment variables, then ~/.kube/config.
+Modules talk to the API by path with the same credentials as every kubernetes.core task (module options, then
+K8S_AUTH_* environment variables, then in-cluster or kubeconfig), resolved by kubeconfig.py and sent over the
+standard library's HTTPS. Only a kubeconfig user with a legacy auth-provider goes through the kubernetes client.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -16,31 +17,15 @@ import os
 
 from ansible_collections.llmops.ollama.plugins.module_utils.inprocess import make_module
 
+from ansible_collections.llmops.ollama.plugins.module_utils import kubeconfig
+
 try:
     from ansible_collections.kubernetes.core.plugins.module_utils.args_common import AUTH_ARG_SPEC
-    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.client import get_api_client
     from ansible_collections.kubernetes.core.plugins.module_utils.k8s.core import AnsibleK8SModule
-    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.exceptions import CoreException
     HAS_KUBERNETES_CORE = True
 except ImportError:  # reported by new_module with the fix
     AUTH_ARG_SPEC, AnsibleK8SModule = {}, None
     HAS_KUBERNETES_CORE = False
-
-    class CoreException(Exception):
-        pass
-
-try:
-    from kubernetes.client.exceptions import ApiException
-    from urllib3.exceptions import HTTPError as Urllib3Error
-    HAS_KUBERNETES_CLIENT = HAS_KUBERNETES_CORE
-except ImportError:
-    HAS_KUBERNETES_CLIENT = False
-
-    class ApiException(Exception):
-        status = body = reason = None
-
-    class Urllib3Error(Exception):
-        pass
 
 PAGE_SIZE = 500
 MAX_PAGES = 10000
@@ -72,7 +57,8 @@ def new_module(argument_spec, **kwargs):
         module = AnsibleModule(argument_spec=spec, **kwargs)
         module.fail_json(msg='the kubernetes.core collection (>= 6.2.0) is missing. Fix: pip install ansible==12.x '
                              'or ansible-galaxy collection install -r requirements.yml')
-    return make_module(AnsibleK8SModule, spec, **kwargs)
+    # kubeconfig.py talks to the cluster; the kubernetes client is needed only for an auth-provider user.
+    return make_module(AnsibleK8SModule, spec, check_k8s=False, **kwargs)
 
 
 class Api(object):
@@ -80,42 +66,36 @@ class Api(object):
 
     def __init__(self, module, request_timeout=30):
         self.timeout = request_timeout
-        kubeconfig = module.params.get('kubeconfig') or os.environ.get('K8S_AUTH_KUBECONFIG')
-        if isinstance(kubeconfig, str) and not os.path.exists(os.path.expanduser(kubeconfig)):
-            raise ClusterError('the kubeconfig %s does not exist' % kubeconfig,
+        kubeconfig_path = module.params.get('kubeconfig') or os.environ.get('K8S_AUTH_KUBECONFIG')
+        if isinstance(kubeconfig_path, str) and not all(
+                os.path.exists(os.path.expanduser(p)) for p in kubeconfig_path.split(os.pathsep) if p):
+            raise ClusterError('the kubeconfig %s does not exist' % kubeconfig_path,
                                'set ollama_kubeconfig (or K8S_AUTH_KUBECONFIG) to the path of an existing kubeconfig')
         try:
-            self.client = get_api_client(module=module)
-        except CoreException as exc:
-            raise ClusterError('cannot load the cluster credentials: %s' % str(exc).rstrip('.'),
+            try:
+                self.transport = kubeconfig.HttpTransport(kubeconfig.load_endpoint(module.params))
+            except kubeconfig.Unsupported:
+                self.transport = ClientTransport(module)
+        except ClusterError:
+            raise
+        except Exception as exc:  # a missing context, unreadable YAML, a bad certificate file
+            raise ClusterError('cannot load the cluster credentials: %s' % _short(exc),
                                'set ollama_kubeconfig (or K8S_AUTH_KUBECONFIG) to an existing kubeconfig file and '
                                'ollama_context (or K8S_AUTH_CONTEXT) to a context in it')
-        except (Urllib3Error, OSError) as exc:
-            raise ClusterError('cannot reach the Kubernetes API server: %s' % _short(exc),
-                               'check that the server in the kubeconfig is up and reachable from the controller, '
-                               'and that ollama_context (K8S_AUTH_CONTEXT) names the right cluster')
-        except Exception as exc:  # kubernetes.config raises plain exceptions for a missing context or file
-            raise ClusterError('cannot load the cluster credentials: %s' % exc,
-                               'check ollama_kubeconfig / K8S_AUTH_KUBECONFIG and ollama_context / K8S_AUTH_CONTEXT')
-        self.api_client = self.client.client.client
-        self.host = self.client.configuration.host
-        # urllib3 retries a refused or timed-out connection three times by default; once is enough
-        # for a clear, bounded error.
-        self.api_client.rest_client.pool_manager.connection_pool_kw['retries'] = 1
+        self.host = self.transport.host
 
     def _call(self, method, path, body=None, query=None, timeout=None, stream=False, content_type=None):
         headers = {'Accept': 'application/json', 'Content-Type': content_type or 'application/json'}
         try:
-            return self.api_client.call_api(
-                path, method, query_params=list((query or {}).items()), header_params=headers, body=body,
-                auth_settings=['BearerToken'], _preload_content=False, _return_http_data_only=True,
-                _request_timeout=(min(10, timeout or self.timeout), timeout or self.timeout))
-        except ApiException as exc:
-            raise ClusterError(*_describe_api_error(method, path, exc))
-        except (Urllib3Error, OSError) as exc:
+            answer = self.transport.call(method, path, body=body, query=query, headers=headers,
+                                         timeout=timeout or self.timeout, stream=stream)
+        except kubeconfig.socket_errors() as exc:
             raise ClusterError('cannot reach the Kubernetes API server at %s: %s' % (self.host, _short(exc)),
                                'check that the server in the kubeconfig is up and reachable from the controller, '
                                'and that ollama_context (K8S_AUTH_CONTEXT) names the right cluster')
+        if answer.status >= 400:
+            raise ClusterError(*_describe_api_error(method, path, answer.status, answer.data, answer.reason))
+        return answer
 
     def request(self, method, path, body=None, query=None, timeout=None, content_type=None):
         response = self._call(method, path, body=body, query=query, timeout=timeout, content_type=content_type)
@@ -129,16 +109,13 @@ class Api(object):
 
     def stream_lines(self, method, path, body=None, timeout=None):
         """Yield each line of a streamed answer (Ollama's progress stream), decoded as JSON."""
-        response = self._call(method, path, body=body, timeout=timeout, stream=True)
-        buffered = b''
-        for chunk in response.stream(8192):
-            buffered += chunk
-            while b'\n' in buffered:
-                line, buffered = buffered.split(b'\n', 1)
-                if line.strip():
-                    yield json.loads(line)
-        if buffered.strip():
-            yield json.loads(buffered)
+        answer = self._call(method, path, body=body, timeout=timeout, stream=True)
+        try:
+            for line in answer.lines():
+                yield json.loads(line)
+        except kubeconfig.socket_errors() as exc:
+            raise ClusterError('the stream from %s broke off: %s' % (path, _short(exc)),
+                               'check the API server and the pod, then run the task again')
 
     def get(self, path, **query):
         return self.request('GET', path, query=query)
@@ -216,18 +193,54 @@ def _short(exc):
     return text if len(text) < 300 else text[:300] + '...'
 
 
-def _describe_api_error(method, path, exc):
+def _describe_api_error(method, path, status, body, reason):
+    text = body.decode('utf-8', 'replace') if isinstance(body, bytes) else (body or '')
     try:
-        body = json.loads(exc.body)
-        message = body.get('message') or body.get('error') or exc.reason
-    except (TypeError, ValueError):
-        message = (exc.body or exc.reason or '').strip() if isinstance(exc.body, str) else exc.reason
-    if exc.status == 401:
+        answer = json.loads(text)
+        message = answer.get('message') or answer.get('error') or reason
+    except (TypeError, ValueError, AttributeError):
+        message = text.strip() or reason
+    if status == 401:
         fix = 'the credentials in the kubeconfig were refused: renew them or choose another ollama_context'
-    elif exc.status == 403:
+    elif status == 403:
         fix = 'grant this user the permissions listed in docs/rbac.md (or run with a more privileged context)'
-    elif exc.status == 404:
+    elif status == 404:
         fix = 'the object or API is not there'
     else:
         fix = 'see the API server message above'
-    return ('%s %s answered %s: %s' % (method, path, exc.status, message), fix, exc.status)
+    return ('%s %s answered %s: %s' % (method, path, status, message), fix, status)
+
+
+class ClientTransport(object):
+    """The kubernetes client, through kubernetes.core, for a kubeconfig user with a legacy auth-provider (the
+    one credential kubeconfig.py does not resolve itself)."""
+
+    def __init__(self, module):
+        try:
+            from ansible_collections.kubernetes.core.plugins.module_utils.k8s.client import get_api_client
+            from kubernetes.client.exceptions import ApiException
+            from urllib3.exceptions import HTTPError
+        except ImportError as exc:
+            raise ClusterError('this kubeconfig user has an auth-provider, which needs the kubernetes Python '
+                               'client: %s' % exc, 'pip install kubernetes (see requirements.txt), or give the '
+                               'user a token, a client certificate or an exec credential plugin')
+        self._errors = (ApiException, HTTPError)
+        client = get_api_client(module=module)
+        self.api_client = client.client.client
+        self.host = client.configuration.host
+        # urllib3 retries a refused or timed-out connection three times by default; once is enough.
+        self.api_client.rest_client.pool_manager.connection_pool_kw['retries'] = 1
+
+    def call(self, method, path, body=None, query=None, headers=None, timeout=30, stream=False):
+        try:
+            answer = self.api_client.call_api(
+                path, method, query_params=list((query or {}).items()), header_params=headers, body=body,
+                auth_settings=['BearerToken'], _preload_content=False, _return_http_data_only=True,
+                _request_timeout=(min(10, timeout), timeout))
+        except self._errors[0] as exc:
+            return kubeconfig.Response(exc.status, exc.reason, data=exc.body)
+        except self._errors[1] as exc:
+            raise ConnectionError(str(exc))
+        if stream:
+            return kubeconfig.Response(answer.status, answer.reason, raw=answer)
+        return kubeconfig.Response(answer.status, answer.reason, data=answer.data)
