@@ -45,7 +45,10 @@ def read_state() -> dict:
 
 
 def _write_state(state: dict) -> None:
-    _state_file().write_text(json.dumps(state, indent=2))
+    # Atomic: the simulator's controller may read the file while it is rewritten.
+    partial = _state_file().with_suffix(".json.partial")
+    partial.write_text(json.dumps(state, indent=2))
+    partial.replace(_state_file())
 
 
 def _ports() -> dict:
