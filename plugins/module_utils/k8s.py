@@ -67,7 +67,8 @@ class Api(object):
     def __init__(self, module, request_timeout=30):
         self.timeout = request_timeout
         kubeconfig_path = module.params.get('kubeconfig') or os.environ.get('K8S_AUTH_KUBECONFIG')
-        if isinstance(kubeconfig_path, str) and not all(
+        # A list of files (a:b) is merged as KUBECONFIG is, where missing files are skipped.
+        if isinstance(kubeconfig_path, str) and not any(
                 os.path.exists(os.path.expanduser(p)) for p in kubeconfig_path.split(os.pathsep) if p):
             raise ClusterError('the kubeconfig %s does not exist' % kubeconfig_path,
                                'set ollama_kubeconfig (or K8S_AUTH_KUBECONFIG) to the path of an existing kubeconfig')
@@ -108,14 +109,12 @@ class Api(object):
             return {'raw': data.decode('utf-8', 'replace')}
 
     def stream_lines(self, method, path, body=None, timeout=None):
-        """Yield each line of a streamed answer (Ollama's progress stream), decoded as JSON."""
+        """Yield each line of a streamed answer (Ollama's progress stream), decoded as JSON. A read that outlasts
+        timeout, or a stream that breaks off, raises the socket's own error: the caller tells a stall (its
+        'timed out') from a break."""
         answer = self._call(method, path, body=body, timeout=timeout, stream=True)
-        try:
-            for line in answer.lines():
-                yield json.loads(line)
-        except kubeconfig.socket_errors() as exc:
-            raise ClusterError('the stream from %s broke off: %s' % (path, _short(exc)),
-                               'check the API server and the pod, then run the task again')
+        for line in answer.lines():
+            yield json.loads(line)
 
     def get(self, path, **query):
         return self.request('GET', path, query=query)
@@ -238,9 +237,25 @@ class ClientTransport(object):
                 auth_settings=['BearerToken'], _preload_content=False, _return_http_data_only=True,
                 _request_timeout=(min(10, timeout), timeout))
         except self._errors[0] as exc:
+            if not exc.status:  # status 0: the client's own TLS or connection failure, not an answer
+                raise ConnectionError(exc.reason)
             return kubeconfig.Response(exc.status, exc.reason, data=exc.body)
         except self._errors[1] as exc:
             raise ConnectionError(str(exc))
         if stream:
-            return kubeconfig.Response(answer.status, answer.reason, raw=answer)
+            return kubeconfig.Response(answer.status, answer.reason, raw=_ClientStream(answer, self._errors[1]))
         return kubeconfig.Response(answer.status, answer.reason, data=answer.data)
+
+
+class _ClientStream(object):
+    """A urllib3 stream whose read errors are ConnectionErrors (with the text, so a timeout still says "timed out")."""
+
+    def __init__(self, answer, errors):
+        self._answer = answer
+        self._errors = errors
+
+    def readline(self):
+        try:
+            return self._answer.readline()
+        except self._errors as exc:
+            raise ConnectionError(str(exc))

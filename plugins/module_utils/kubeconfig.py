@@ -16,6 +16,7 @@ __metaclass__ = type
 import base64
 import json
 import os
+import select
 import shutil
 import socket
 import ssl
@@ -24,7 +25,7 @@ import tempfile
 
 try:
     import http.client as http_client
-    from urllib.parse import urlencode, urlsplit
+    from urllib.parse import quote, unquote, urlencode, urlsplit
 except ImportError:  # Python 2 is not supported; sanity imports this file under it
     http_client = None
 
@@ -244,12 +245,17 @@ def from_kubeconfig(kubeconfig, context, environ):
             endpoint.bearer(handle.read())
     elif user.get('username') and user.get('password'):
         endpoint.basic(user['username'], user['password'])
-    if user.get('exec'):
-        _exec_credential(endpoint, user['exec'], user_dir, environ)
+    # kubectl runs the plugin only for a user without a token, password or client certificate of its own.
+    if user.get('exec') and not ('Authorization' in endpoint.headers or endpoint.cert_file or endpoint.cert_data):
+        _exec_credential(endpoint, user['exec'], user_dir, environ, cluster)
     if user.get('as'):
         endpoint.headers['Impersonate-User'] = user['as']
+    if user.get('as-uid'):
+        endpoint.headers['Impersonate-Uid'] = user['as-uid']
     if user.get('as-groups'):
         endpoint.headers['Impersonate-Group'] = list(user['as-groups'])
+    for key, values in (user.get('as-user-extra') or {}).items():
+        endpoint.headers['Impersonate-Extra-' + quote(key, safe='')] = list(values or [])
     return endpoint
 
 
@@ -260,7 +266,7 @@ def _decoded(data):
         raise ConfigError('a *-data field of the kubeconfig is not base64 PEM: %s' % exc)
 
 
-def _exec_credential(endpoint, spec, base_dir, environ):
+def _exec_credential(endpoint, spec, base_dir, environ, cluster):
     """Run the kubeconfig's credential plugin (e.g. `aws eks get-token`) and take its token or certificate."""
     command = spec.get('command')
     if not command:
@@ -268,10 +274,16 @@ def _exec_credential(endpoint, spec, base_dir, environ):
     if os.sep in command and not os.path.isabs(command):
         command = os.path.join(base_dir, command)
     env = dict(environ)
-    env.update((item['name'], item['value']) for item in spec.get('env') or [])
+    for item in spec.get('env') or []:
+        if not isinstance(item, dict) or 'name' not in item or 'value' not in item:
+            raise ConfigError('an env entry of the exec credential of the kubeconfig user needs a name and a '
+                              'value: %r' % (item,))
+        env[item['name']] = str(item['value'])
     api_version = spec.get('apiVersion') or 'client.authentication.k8s.io/v1'
-    env['KUBERNETES_EXEC_INFO'] = json.dumps({'apiVersion': api_version, 'kind': 'ExecCredential',
-                                              'spec': {'interactive': False}})
+    info = {'interactive': False}
+    if spec.get('provideClusterInfo'):
+        info['cluster'] = _exec_cluster_info(endpoint, cluster)
+    env['KUBERNETES_EXEC_INFO'] = json.dumps({'apiVersion': api_version, 'kind': 'ExecCredential', 'spec': info})
     try:
         done = subprocess.run([command] + list(spec.get('args') or []), env=env, stdin=subprocess.DEVNULL,
                               capture_output=True, timeout=EXEC_TIMEOUT, check=False)
@@ -282,19 +294,70 @@ def _exec_credential(endpoint, spec, base_dir, environ):
         raise ConfigError('the kubeconfig credential command %s failed (%d): %s'
                           % (command, done.returncode, done.stderr.decode('utf-8', 'replace').strip()[-500:]))
     try:
-        status = json.loads(done.stdout).get('status') or {}
+        answer = json.loads(done.stdout)
     except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
         raise ConfigError('the kubeconfig credential command %s printed no ExecCredential JSON' % command)
+    status = answer.get('status') or {}
+    has_cert = status.get('clientCertificateData') and status.get('clientKeyData')
+    if not (status.get('token') or has_cert):
+        # Else the requests would go out anonymous and fail with a 401 that hides the cause.
+        raise ConfigError('the kubeconfig credential command %s returned neither a token nor a client '
+                          'certificate and key' % command)
     if status.get('token'):
         endpoint.bearer(status['token'])
-    if status.get('clientCertificateData') and status.get('clientKeyData'):
+    if has_cert:
         endpoint.cert_data, endpoint.key_data = status['clientCertificateData'], status['clientKeyData']
         endpoint.cert_file = endpoint.key_file = None
 
 
-def _no_proxy_matches(host, no_proxy):
+def _exec_cluster_info(endpoint, cluster):
+    """The Cluster object of KUBERNETES_EXEC_INFO, as kubectl fills it for provideClusterInfo."""
+    info = {'server': endpoint.server, 'insecure-skip-tls-verify': not endpoint.verify}
+    if endpoint.ca_data:
+        info['certificate-authority-data'] = base64.b64encode(endpoint.ca_data.encode('utf-8')).decode('ascii')
+    elif endpoint.ca_file:
+        with open(endpoint.ca_file, 'rb') as handle:
+            info['certificate-authority-data'] = base64.b64encode(handle.read()).decode('ascii')
+    for name in ('tls-server-name', 'proxy-url', 'disable-compression'):
+        if cluster.get(name):
+            info[name] = cluster[name]
+    for extension in cluster.get('extensions') or []:
+        if isinstance(extension, dict) and extension.get('name') == 'client.authentication.k8s.io/exec':
+            info['config'] = extension.get('extension')
+    return info
+
+
+def _no_proxy_matches(host, no_proxy, port=None):
+    """Whether NO_PROXY's list names host: `*`, a name and its subdomains, an IP, a CIDR range, each with an
+    optional :port, as Go and requests read it."""
+    import ipaddress  # Python 3 only; sanity imports this file under Python 2
+    host = host.lower().strip('[]')
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
     for entry in (no_proxy or '').split(','):
-        entry = entry.strip().lstrip('*')
+        entry = entry.strip().lower()
+        if entry == '*':
+            return True
+        entry_port = None
+        if entry.startswith('['):  # [::1] or [::1]:6443
+            entry, _sep, rest = entry[1:].partition(']')
+            entry_port = rest[1:]
+        elif entry.count(':') == 1:  # name:6443 or 10.0.0.1:6443
+            entry, _sep, entry_port = entry.partition(':')
+        if entry_port and port is not None and entry_port != str(port):
+            continue
+        if address is not None and '/' in entry:
+            try:
+                if address in ipaddress.ip_network(entry, strict=False):
+                    return True
+            except ValueError:
+                pass
+            continue
+        entry = entry.lstrip('*')
         if entry and (host == entry.lstrip('.') or host.endswith(entry if entry.startswith('.') else '.' + entry)):
             return True
     return False
@@ -342,9 +405,30 @@ class HttpTransport(object):
         self._hostname = parts.hostname
         self._port = parts.port or (443 if parts.scheme == 'https' else 80)
         self._prefix = parts.path.rstrip('/')
-        self._context = self._tls_context() if parts.scheme == 'https' else None
+        self._proxy, self._proxy_headers = self._proxy_settings()
+        try:
+            self._context = self._tls_context() if parts.scheme == 'https' else None
+        except (OSError, ssl.SSLError) as exc:
+            # ssl names no file in its errors ("[Errno 2] No such file or directory").
+            files = [f for f in (endpoint.ca_file, endpoint.cert_file, endpoint.key_file) if f]
+            raise ConfigError('cannot load the TLS files of the kubeconfig%s: %s'
+                              % (' (%s)' % ', '.join(files) if files else '', exc))
         self._connection = None
         self._used = False
+
+    def _proxy_settings(self):
+        """(proxy URL parts, CONNECT headers), or (None, None) where no proxy is used for this server."""
+        endpoint = self.endpoint
+        if not endpoint.proxy or _no_proxy_matches(self._hostname, endpoint.no_proxy, self._port):
+            return None, None
+        proxy = urlsplit(endpoint.proxy if '://' in endpoint.proxy else 'http://' + endpoint.proxy)
+        if proxy.scheme != 'http' or not proxy.hostname:
+            raise ConfigError('the proxy %s is not supported: only an http:// proxy (CONNECT) is' % endpoint.proxy)
+        headers = dict(endpoint.proxy_headers or {})
+        if proxy.username is not None and 'Proxy-Authorization' not in headers:
+            pair = ('%s:%s' % (unquote(proxy.username), unquote(proxy.password or ''))).encode('utf-8')
+            headers['Proxy-Authorization'] = 'Basic %s' % base64.b64encode(pair).decode('ascii')
+        return proxy, headers or None
 
     def _tls_context(self):
         endpoint = self.endpoint
@@ -361,6 +445,9 @@ class HttpTransport(object):
                 cert, key = os.path.join(private, 'cert.pem'), os.path.join(private, 'key.pem')
                 for path, data, source in ((cert, endpoint.cert_data, endpoint.cert_file),
                                            (key, endpoint.key_data, endpoint.key_file)):
+                    if data is None and source is None:
+                        raise ConfigError('the kubeconfig user has a client certificate without its key, or a key '
+                                          'without its certificate')
                     if data is None:
                         shutil.copyfile(source, path)
                     else:
@@ -374,18 +461,27 @@ class HttpTransport(object):
         return context
 
     def _connect(self, connect_timeout):
-        endpoint = self.endpoint
-        proxy = endpoint.proxy if endpoint.proxy and not _no_proxy_matches(self._hostname, endpoint.no_proxy) else None
-        target = (urlsplit(proxy).hostname, urlsplit(proxy).port or 80) if proxy else (self._hostname, self._port)
+        proxy = self._proxy
+        target = (proxy.hostname, proxy.port or 80) if proxy else (self._hostname, self._port)
         if self._scheme == 'https':
             connection = _TLSConnection(target[0], target[1], self._context,
-                                        endpoint.tls_server_name or self._hostname, connect_timeout)
+                                        self.endpoint.tls_server_name or self._hostname, connect_timeout)
         else:
             connection = http_client.HTTPConnection(target[0], target[1], timeout=connect_timeout)
         if proxy:
-            connection.set_tunnel(self._hostname, self._port, headers=endpoint.proxy_headers)
+            connection.set_tunnel(self._hostname, self._port, headers=self._proxy_headers)
         connection.connect()
         return connection
+
+    def _dropped(self):
+        """Whether the server closed the idle kept-alive connection (it is readable before any request)."""
+        sock = self._connection.sock
+        if sock is None:
+            return True
+        try:
+            return bool(select.select([sock], [], [], 0)[0])
+        except (OSError, ValueError):
+            return True
 
     def close(self):
         if self._connection is not None:
@@ -405,7 +501,10 @@ class HttpTransport(object):
         if body is not None and not isinstance(body, (bytes, str)):
             body = json.dumps(body)
         for attempt in (1, 2):
+            if self._connection is not None and self._dropped():
+                self.close()
             reused = self._connection is not None and self._used
+            sent = False
             try:
                 if self._connection is None:
                     self._connection = self._connect(min(10, timeout))
@@ -417,11 +516,13 @@ class HttpTransport(object):
                 if encoded is not None:
                     self._connection.putheader('Content-Length', str(len(encoded)))
                 self._connection.endheaders(encoded)
+                sent = True
                 answer = self._connection.getresponse()
-            except (http_client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-                # A kept-alive connection the server closed meanwhile: one fresh try.
+            except (http_client.RemoteDisconnected, ConnectionError, ssl.SSLEOFError, ssl.SSLZeroReturnError):
+                # A kept-alive connection the server closed meanwhile: one fresh try. A POST (a create, an
+                # Ollama generate) that went out may have run, so it is tried again only if it never went out.
                 self.close()
-                if reused and attempt == 1:
+                if reused and attempt == 1 and (method != 'POST' or not sent):
                     continue
                 raise
             except (OSError, http_client.HTTPException):
