@@ -23,14 +23,36 @@ SERVER_KEPT = ('managedFields', 'resourceVersion', 'generation', 'creationTimest
 POLL_SECONDS = 1.0
 
 
+# Built-in kinds every supported Kubernetes version (1.27+) serves, with their fixed plural and scope: a converge
+# that writes only these needs no discovery request.
+BUILT_IN = {
+    ('v1', 'Namespace'): ('namespaces', False), ('v1', 'ServiceAccount'): ('serviceaccounts', True),
+    ('v1', 'Service'): ('services', True), ('v1', 'ConfigMap'): ('configmaps', True),
+    ('v1', 'Secret'): ('secrets', True), ('v1', 'PersistentVolumeClaim'): ('persistentvolumeclaims', True),
+    ('v1', 'ResourceQuota'): ('resourcequotas', True), ('v1', 'Pod'): ('pods', True),
+    ('apps/v1', 'Deployment'): ('deployments', True), ('apps/v1', 'StatefulSet'): ('statefulsets', True),
+    ('apps/v1', 'DaemonSet'): ('daemonsets', True), ('policy/v1', 'PodDisruptionBudget'): ('poddisruptionbudgets', True),
+    ('networking.k8s.io/v1', 'NetworkPolicy'): ('networkpolicies', True),
+    ('networking.k8s.io/v1', 'Ingress'): ('ingresses', True),
+    ('storage.k8s.io/v1', 'StorageClass'): ('storageclasses', False),
+    ('rbac.authorization.k8s.io/v1', 'ClusterRole'): ('clusterroles', False),
+    ('rbac.authorization.k8s.io/v1', 'ClusterRoleBinding'): ('clusterrolebindings', False),
+    ('rbac.authorization.k8s.io/v1', 'Role'): ('roles', True),
+    ('rbac.authorization.k8s.io/v1', 'RoleBinding'): ('rolebindings', True),
+}
+
+
 class Resources(object):
-    """Kind -> (plural, namespaced) from the API's discovery, one request per group version."""
+    """Kind -> (plural, namespaced): built-in kinds from BUILT_IN, others from the API's discovery, one request per
+    group version."""
 
     def __init__(self, api):
         self.api = api
         self._by_group_version = {}
 
     def lookup(self, api_version, kind):
+        if (api_version, kind) in BUILT_IN:
+            return BUILT_IN[(api_version, kind)]
         if api_version not in self._by_group_version:
             path = '/api/v1' if api_version == 'v1' else '/apis/' + api_version
             try:
@@ -94,9 +116,9 @@ def label(obj):
     return '%s %s%s' % (obj.get('kind'), meta['namespace'] + '/' if meta.get('namespace') else '', meta.get('name'))
 
 
-def apply_objects(api, objects, field_manager, force_conflicts=False, check_mode=False):
+def apply_objects(api, objects, field_manager, force_conflicts=False, check_mode=False, resources=None):
     """Apply each object; a result per object with before and after (comparable) and changed."""
-    resources = Resources(api)
+    resources = resources or Resources(api)
     # Every path first: an object the cluster cannot take stops the call before its first write.
     paths = [resources.path(obj) for obj in objects]
     results = []
@@ -122,8 +144,8 @@ def apply_objects(api, objects, field_manager, force_conflicts=False, check_mode
     return results
 
 
-def delete_objects(api, objects, propagation='Background', check_mode=False):
-    resources = Resources(api)
+def delete_objects(api, objects, propagation='Background', check_mode=False, resources=None):
+    resources = resources or Resources(api)
     # Every path first: an object the cluster cannot take stops the call before its first write.
     paths = [resources.path(obj) for obj in objects]
     results = []

@@ -15,6 +15,8 @@ description:
     server's answer. With I(wait), waits until every Deployment, StatefulSet and DaemonSet has rolled out.
   - With I(state=absent), deletes the objects that exist (with I(propagation_policy)); with I(wait), until they are
     gone.
+  - With I(state=present), I(absent) names objects to delete first, in the same call (for example what other
+    settings wrote); with I(wait), the apply starts once they are gone.
   - An object counts as changed when its content differs from before, leaving out what the server keeps for itself
     (C(managedFields), C(resourceVersion), C(generation), C(status)). In diff mode each changed object is shown.
   - Resource paths come from the API's discovery, one request per API group version; a kind the cluster does not
@@ -29,6 +31,13 @@ options:
     description: The objects, a list of dicts (or one dict), each with C(apiVersion), C(kind) and C(metadata.name).
     type: raw
     required: true
+  absent:
+    description:
+      - With I(state=present), objects to delete before the apply, each with C(apiVersion), C(kind) and
+        C(metadata.name); those that do not exist are left alone. Deleted with I(propagation_policy).
+    type: list
+    elements: dict
+    default: []
   state:
     description: Whether the objects should exist.
     type: str
@@ -86,6 +95,16 @@ EXAMPLES = r'''
     wait: true
     wait_timeout: 600
 
+- name: Remove the workload of the other kind, then apply this one
+  llmops.ollama.k8s_apply:
+    absent:
+      - apiVersion: apps/v1
+        kind: StatefulSet
+        metadata: {name: ollama, namespace: ollama}
+    propagation_policy: Foreground
+    definition: "{{ lookup('ansible.builtin.template', 'deployment.yml.j2') | from_yaml }}"
+    wait: true
+
 - name: Remove an old budget
   llmops.ollama.k8s_apply:
     state: absent
@@ -97,7 +116,7 @@ EXAMPLES = r'''
 
 RETURN = r'''
 results:
-  description: One entry per object, in the order given.
+  description: One entry per object, in the order given (the objects of I(absent) first).
   returned: success
   type: list
   elements: dict
@@ -122,13 +141,14 @@ results:
 '''
 
 from ansible_collections.llmops.ollama.plugins.module_utils.apply import (
-    apply_objects, delete_objects, label, redacted, wait_for_deletion, wait_for_rollouts)
+    Resources, apply_objects, delete_objects, label, redacted, wait_for_deletion, wait_for_rollouts)
 from ansible_collections.llmops.ollama.plugins.module_utils.k8s import Api, ClusterError, new_module
 
 
 def main():
     module = new_module(dict(
         definition=dict(type='raw', required=True),
+        absent=dict(type='list', elements='dict', default=[]),
         state=dict(type='str', choices=['present', 'absent'], default='present'),
         field_manager=dict(type='str', default='llmops-ollama'),
         force_conflicts=dict(type='bool', default=False),
@@ -145,13 +165,21 @@ def main():
                              'kind and metadata')
     try:
         api = Api(module, request_timeout=params['request_timeout'])
+        resources = Resources(api)
         if params['state'] == 'present':
+            removed = []
+            if params['absent']:
+                removed = delete_objects(api, params['absent'], params['propagation_policy'], module.check_mode,
+                                         resources)
+                if params['wait'] and not module.check_mode:
+                    wait_for_deletion(api, removed, params['wait_timeout'])
             results = apply_objects(api, objects, params['field_manager'], params['force_conflicts'],
-                                    module.check_mode)
+                                    module.check_mode, resources)
             if params['wait'] and not module.check_mode:
                 wait_for_rollouts(api, results, params['wait_timeout'])
+            results = removed + results
         else:
-            results = delete_objects(api, objects, params['propagation_policy'], module.check_mode)
+            results = delete_objects(api, objects, params['propagation_policy'], module.check_mode, resources)
             if params['wait'] and not module.check_mode:
                 wait_for_deletion(api, results, params['wait_timeout'])
     except ClusterError as exc:

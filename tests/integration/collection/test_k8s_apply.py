@@ -6,6 +6,8 @@ truthful check/diff, field-manager conflicts, deletes that wait, pods found and 
 module run as a module process (async) gives the same answer as the run inside the controller."""
 
 import json
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -153,3 +155,36 @@ def test_the_task_environment_reaches_a_module_run_in_the_controller(playbook, c
     nodes = cluster.get("nodes")["items"]
     assert run.task_results("Plan with it")[0]["cluster"]["node_count"] == len(nodes)
     assert "/nonexistent/kubeconfig does not exist" in run.task_results("Run without it")[0]["msg"]
+
+
+@pytest.mark.profile("k3s")
+def test_the_built_in_kinds_are_what_the_api_server_serves(cluster):
+    # k8s_apply skips discovery for these kinds; the real API server must agree on each plural and scope.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3] / ".collections"))
+    from ansible_collections.llmops.ollama.plugins.module_utils.apply import BUILT_IN
+    served = {}
+    for api_version in {version for version, _kind in BUILT_IN}:
+        path = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        listing = json.loads(cluster.kubectl("get", "--raw", path).stdout)
+        served.update({(api_version, r["kind"]): (r["name"], r["namespaced"])
+                       for r in listing["resources"] if "/" not in r["name"]})
+    assert {key: served.get(key) for key in BUILT_IN} == BUILT_IN
+
+
+@pytest.mark.profile("k3s")
+def test_absent_objects_go_first_and_a_repeat_changes_nothing(playbook, cluster, namespace, tmp_path):
+    config_map, deployment = objects(namespace)
+    assert playbook(task_playbook(tmp_path, {"llmops.ollama.k8s_apply": {"definition": [deployment],
+                                                                         "wait": True}})).rc == 0
+    # As ollama_workload removes the workload of the other kind before it applies its own: here the Deployment
+    # goes and a ConfigMap comes, in one call.
+    task = {"llmops.ollama.k8s_apply": {"definition": [config_map], "absent": [deployment], "wait": True,
+                                        "propagation_policy": "Foreground", "wait_timeout": 120}}
+    swapped = playbook(task_playbook(tmp_path, task))
+    assert swapped.rc == 0 and swapped.changed == 1, swapped
+    assert [(r["kind"], r["changed"]) for r in result_of(swapped)["results"]] == [("Deployment", True),
+                                                                                  ("ConfigMap", True)]
+    assert cluster.kubectl("get", "deployment", APP, "-n", namespace, check=False).returncode != 0
+    assert cluster.get("configmap", APP, "-n", namespace)["data"] == {"value": "one"}
+    again = playbook(task_playbook(tmp_path, task))
+    assert again.rc == 0 and again.changed == 0, again

@@ -23,6 +23,8 @@ DISCOVERY = {
                               {'name': 'services/status', 'kind': 'Service', 'namespaced': True}]},
     '/apis/apps/v1': {'resources': [{'name': 'deployments', 'kind': 'Deployment', 'namespaced': True},
                                     {'name': 'deployments/scale', 'kind': 'Scale', 'namespaced': True}]},
+    '/apis/example.com/v1': {'resources': [{'name': 'widgets', 'kind': 'Widget', 'namespaced': True},
+                                           {'name': 'gadgets', 'kind': 'Gadget', 'namespaced': False}]},
 }
 SERVICE = {'apiVersion': 'v1', 'kind': 'Service', 'metadata': {'name': 'ollama', 'namespace': 'ai'},
            'spec': {'ports': [{'port': 11434}]}}
@@ -109,7 +111,7 @@ def test_a_conflict_names_the_option_that_resolves_it():
     ({'kind': 'Service', 'metadata': {'name': 'x', 'namespace': 'ai'}}, 'lacks apiVersion'),
     ({'apiVersion': 'v1', 'kind': 'Service', 'metadata': {'name': 'x'}}, 'has no metadata.namespace'),
     ({'apiVersion': 'v1', 'kind': 'Widget', 'metadata': {'name': 'x'}}, 'serves no kind Widget'),
-    ({'apiVersion': 'example.com/v1', 'kind': 'Widget', 'metadata': {'name': 'x'}}, 'does not serve example.com/v1'),
+    ({'apiVersion': 'example.org/v1', 'kind': 'Widget', 'metadata': {'name': 'x'}}, 'does not serve example.org/v1'),
 ])
 def test_bad_objects_fail_before_any_write(obj, message):
     api = FakeApi()
@@ -119,11 +121,26 @@ def test_bad_objects_fail_before_any_write(obj, message):
     assert api.objects == {}
 
 
-def test_paths_of_cluster_wide_and_namespaced_kinds_come_from_discovery():
-    resources = apply.Resources(FakeApi())
+def test_paths_of_built_in_kinds_need_no_discovery_request():
+    api = FakeApi()
+    resources = apply.Resources(api)
     assert resources.path({'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': 'ai'}}) == '/api/v1/namespaces/ai'
     assert resources.path({'apiVersion': 'apps/v1', 'kind': 'Deployment', 'metadata': {'name': 'o', 'namespace': 'ai'}}) \
         == '/apis/apps/v1/namespaces/ai/deployments/o'
+    assert api.calls == []
+
+
+def test_paths_of_other_kinds_come_from_discovery_once_per_group_version():
+    api = FakeApi()
+    resources = apply.Resources(api)
+    assert resources.path({'apiVersion': 'example.com/v1', 'kind': 'Widget', 'metadata': {'name': 'w', 'namespace': 'ai'}}) \
+        == '/apis/example.com/v1/namespaces/ai/widgets/w'
+    assert resources.path({'apiVersion': 'example.com/v1', 'kind': 'Gadget', 'metadata': {'name': 'g'}}) \
+        == '/apis/example.com/v1/gadgets/g'
+    assert [call[1] for call in api.calls] == ['/apis/example.com/v1']
+    with pytest.raises(ClusterError) as caught:
+        resources.path({'apiVersion': 'example.com/v1', 'kind': 'Gizmo', 'metadata': {'name': 'x'}})
+    assert 'serves no kind Gizmo' in caught.value.message
 
 
 def test_delete_reports_a_change_only_for_what_exists_and_is_not_already_going():
