@@ -19,7 +19,7 @@ from ansible_collections.llmops.ollama.plugins.module_utils.plan import (
 from ansible_collections.llmops.ollama.plugins.modules import cluster_facts
 from ansible_collections.llmops.ollama.plugins.plugin_utils.controller_module import runs_in_controller, run_in_worker
 
-OWN_ARGS = ('facts', 'variables', 'models', 'fail_on_error', 'request_timeout')
+OWN_ARGS = ('facts', 'variables', 'models', 'fail_on_error', 'request_timeout', 'fact_name')
 
 
 class ActionModule(ActionBase):
@@ -63,6 +63,8 @@ class ActionModule(ActionBase):
             result['cluster'] = facts
         plan = compute_plan(facts, config)
         result.update(changed=False, plan=plan)
+        if args.get('fact_name'):
+            result['ansible_facts'] = {args['fact_name']: plan}
         if plan['warnings']:
             result['warnings'] = list(plan['warnings'])
         if plan['errors'] and args.get('fail_on_error', True):

@@ -40,6 +40,11 @@ options:
       - The models with their sizes, as M(llmops.ollama.ollama_model_facts) returns them; they replace C(ollama_models).
     type: list
     elements: raw
+  fact_name:
+    description:
+      - Also set the plan as this host fact, so that later plays of the run read it (the gpu_preflight role sets
+        C(gpu_preflight_plan)).
+    type: str
   fail_on_error:
     description: Fail when the plan has errors. With C(false) the errors come back in C(plan.errors).
     type: bool
@@ -58,6 +63,10 @@ EXAMPLES = r'''
       ollama_replicas: 2
       ollama_models: [llama3.2:3b]
   register: planned
+
+- name: Plan from the cluster and every ollama_* variable, and keep the plan for later plays
+  llmops.ollama.plan:
+    fact_name: gpu_preflight_plan
 '''
 
 RETURN = r'''
@@ -126,6 +135,7 @@ def main():
             variables=dict(type='dict'),
             models=dict(type='list', elements='raw'),
             fail_on_error=dict(type='bool', default=True),
+            fact_name=dict(type='str'),
             request_timeout=dict(type='int', default=30),
         ),
         supports_check_mode=True,
@@ -148,6 +158,8 @@ def main():
     if plan['errors'] and module.params['fail_on_error']:
         module.fail_json(msg='The plan found %d problem(s); nothing was changed in the cluster.\n%s'
                          % (len(plan['errors']), describe_errors(plan['errors'])), plan=plan)
+    if module.params['fact_name']:
+        result['ansible_facts'] = {module.params['fact_name']: plan}
     module.exit_json(changed=False, plan=plan, **result)
 
 

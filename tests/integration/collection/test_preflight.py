@@ -13,7 +13,7 @@ def namespace_absent(cluster, name):
 
 
 def plan_of(run):
-    return run.task_results("Keep the plan")[0]["ansible_facts"]["gpu_preflight_plan"]
+    return run.task_results("decide every choice before any change (the plan)")[0]["ansible_facts"]["gpu_preflight_plan"]
 
 
 @pytest.mark.profile("k3s")
