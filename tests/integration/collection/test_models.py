@@ -334,7 +334,13 @@ def test_registry_stopped_mid_pull_fails_bounded_then_a_rerun_completes(cluster,
             except (OSError, ValueError):
                 return None
             return entry if 5 <= entry.get("percent", 0) < 90 else None
-        at = cluster.wait_for(midway, timeout=60, interval=0.1, what="the download under way")
+        try:
+            at = cluster.wait_for(midway, timeout=60, interval=0.1, what="the download under way")
+        except AssertionError as exc:
+            proc.kill()
+            out, _ = proc.communicate(timeout=30)
+            seen = progress.read_text() if progress.exists() else "no progress file"
+            raise AssertionError(f"{exc}; progress file: {seen[:500]}; module: {out[-2000:]}") from None
         os.kill(registry_pid, signal.SIGSTOP)
         stopped = True
         out, _ = proc.communicate(timeout=120)
