@@ -307,6 +307,40 @@ def test_an_unreachable_endpoint_fails_in_bounded_time_with_the_fix(cluster, nam
 
 # ---------------------------------------------------------------- the registry stopped mid-pull
 
+def stop_registry_midway(cluster, args, progress, model, registry_pid):
+    """Start a pull, stop the registry once the download is under way, and return (rc, result, progress seen);
+    None when the pull finished without streaming (the proxy race), so there was no midway to stop at."""
+    cmd, env = ad_hoc(cluster, "ollama_model", args)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=REPO)
+
+    def midway():
+        try:
+            entry = json.loads(progress.read_text())["models"].get(model, {})
+        except (OSError, ValueError):
+            return None
+        return entry if 5 <= entry.get("percent", 0) < 90 else None
+    try:
+        at = cluster.wait_for(midway, timeout=60, interval=0.1, what="the download under way")
+    except AssertionError as exc:
+        try:
+            out, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate(timeout=30)
+        rc, result = module_result(proc.returncode, out)
+        if rc == 0 and [m.get("attempts") for m in result.get("models", [])] == [2]:
+            return None
+        seen = progress.read_text() if progress.exists() else "no progress file"
+        raise AssertionError(f"{exc}; progress file: {seen[:500]}; module: {out[-2000:]}") from None
+    os.kill(registry_pid, signal.SIGSTOP)
+    try:
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        os.kill(registry_pid, signal.SIGCONT)
+    rc, result = module_result(proc.returncode, out)
+    return rc, result, at
+
+
 @pytest.mark.profile("k3s")
 def test_registry_stopped_mid_pull_fails_bounded_then_a_rerun_completes(cluster, namespace, tmp_path):
     if cluster.external:
@@ -323,35 +357,25 @@ def test_registry_stopped_mid_pull_fails_bounded_then_a_rerun_completes(cluster,
     # Slow the pod network's loopback (registry -> proxy -> Ollama) so the 58 MB download takes seconds.
     subprocess.run(["ip", "netns", "exec", netns, "tc", "qdisc", "add", "dev", "lo", "root", "tbf", "rate", "40mbit",
                     "burst", "256kb", "latency", "2s"], check=True)
-    stopped = False
     try:
-        cmd, env = ad_hoc(cluster, "ollama_model", args)
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=REPO)
-
-        def midway():
-            try:
-                entry = json.loads(progress.read_text())["models"].get(model, {})
-            except (OSError, ValueError):
-                return None
-            return entry if 5 <= entry.get("percent", 0) < 90 else None
-        try:
-            at = cluster.wait_for(midway, timeout=60, interval=0.1, what="the download under way")
-        except AssertionError as exc:
-            proc.kill()
-            out, _ = proc.communicate(timeout=30)
-            seen = progress.read_text() if progress.exists() else "no progress file"
-            raise AssertionError(f"{exc}; progress file: {seen[:500]}; module: {out[-2000:]}") from None
-        os.kill(registry_pid, signal.SIGSTOP)
-        stopped = True
-        out, _ = proc.communicate(timeout=120)
-        rc, result = module_result(proc.returncode, out)
+        # kube-apiserver's HTTP/1.1 proxy can break a pull stream before its first layer (golang/go#40747); the
+        # module then takes its last attempt as one answer at the end, with no progress to stop midway. That
+        # run says so (pulled in 2 attempts): try the scenario once more on a clean store.
+        for trial in (1, 2):
+            outcome = stop_registry_midway(cluster, args, progress, model, registry_pid)
+            if outcome is not None:
+                break
+            assert trial == 1, "the proxy broke the pull stream before any layer twice in a row"
+            rc, removed = run_module(cluster, "ollama_model", {"namespace": namespace, "pod": pod, "models": [model],
+                                                               "state": "absent"})
+            assert rc == 0, removed
+            progress.unlink()
+        rc, result, at = outcome
         assert rc != 0, result
         assert "gave up after 2 attempts" in result["msg"], result
         assert "made no progress for 4s" in result["msg"] or "sent nothing for 4s" in result["msg"], result
         assert at["percent"] < 100
     finally:
-        if stopped:
-            os.kill(registry_pid, signal.SIGCONT)
         subprocess.run(["ip", "netns", "exec", netns, "tc", "qdisc", "del", "dev", "lo", "root"], check=False)
     assert model not in tags(cluster, namespace, pod)
 
