@@ -27,7 +27,7 @@ class ActionModule(ActionBase):
     _requires_connection = False
 
     def _read_cluster(self, module_args, task_vars):
-        """cluster_facts in this process (the kubernetes client is imported already), else as a module."""
+        """cluster_facts in this process on a local connection, else as a module."""
         if runs_in_controller(self, HAS_KUBERNETES_CORE):
             return run_in_worker(self, cluster_facts.main, module_args, check_mode=True, diff=False)
         return self._execute_module(module_name='llmops.ollama.cluster_facts', module_args=module_args,

@@ -2,8 +2,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Run a module's main() inside the controller process instead of a new Python process.
 
-A module process costs its start, the import of the kubernetes client and loading the kubeconfig: about
-half a second each time, which is most of a no-op converge. The collection's action plugins (see
+A module process costs its start, the imports and loading the kubeconfig: a few tenths of a second each
+time, which was most of a no-op converge. The collection's action plugins (see
 plugins/plugin_utils/controller_module.py) set a context, call the module's main(), and get its result from
 the ModuleDone that exit_json and fail_json raise here. The module code is the same either way: it asks
 make_module() for its module object.
@@ -48,7 +48,7 @@ class ControllerModule(object):
             self.exit_json(skipped=True, msg='this module does not support check mode')
 
     def requires(self, *_args, **_kwargs):
-        """The controller imported the kubernetes client already, or the action ran the module as a process."""
+        """The controller imported the module's libraries already, or the action ran the module as a process."""
 
     def warn(self, warning):
         self._warnings.append(warning)

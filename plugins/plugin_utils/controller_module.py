@@ -3,10 +3,9 @@
 """Action plugins that run a collection module inside the controller process.
 
 The strategy imports an action plugin in the main ansible-playbook process before it forks a worker for the
-task, so the module, the kubernetes client and kubernetes.core are imported once per run, not once per task.
-On a local connection without async the module's main() runs in the worker (see module_utils/inprocess.py);
-anywhere else (a remote host, async, a controller Python without the kubernetes client) the module runs as
-an ordinary module process.
+task, so the module and its module_utils are imported once per run, not once per task. On a local connection
+without async the module's main() runs in the worker (see module_utils/inprocess.py); anywhere else (a remote
+host, async, a controller without kubernetes.core) the module runs as an ordinary module process.
 """
 
 from __future__ import absolute_import, division, print_function
