@@ -247,6 +247,16 @@ def test_bad_input_stops_before_the_workload_is_written(playbook, cluster, names
 
 
 @pytest.mark.profile("k3s")
+def test_workload_without_the_scheduling_stanza_stops_before_any_write(playbook, cluster, namespace):
+    # Without ha_policy's stanza the pods would carry no GPU node affinity or tolerations.
+    run = playbook("../tests/integration/collection/workload-without-ha-policy.yml", {"ollama_namespace": namespace})
+    assert run.rc != 0 and "ollama_workload_scheduling is missing" in run.failure and "Fix:" in run.failure, run
+    assert "llmops.ollama.ha_policy" in run.failure
+    assert workload_objects(cluster, namespace) == []
+    assert cluster.get("services,networkpolicies", "-n", namespace)["items"] == []
+
+
+@pytest.mark.profile("k3s")
 def test_missing_basic_auth_secret_stops_before_the_workload_is_written(playbook, cluster, namespace):
     run = converge(playbook, namespace, ollama_ingress_enabled=True, ollama_ingress_host="ollama.example.com",
                    ollama_ingress_auth_secret="nope")
