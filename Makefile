@@ -20,6 +20,10 @@ deps: ## Install the Debian packages the simulator needs (as root); check Go
 	@missing=""; \
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
 	command -v docker-registry >/dev/null || missing="$$missing docker-registry"; \
+	command -v socat >/dev/null || missing="$$missing socat"; \
+	command -v iptables >/dev/null || missing="$$missing iptables"; \
+	command -v ipset >/dev/null || missing="$$missing ipset"; \
+	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

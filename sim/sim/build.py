@@ -60,6 +60,14 @@ def programs(versions: dict) -> list:
             ldflags=kube_ldflags,
             needs_staging_replaces=True,
         ),
+        # Only its network policy controller runs (the engine k3s embeds), inside the node namespace.
+        Program(
+            "kube-router",
+            "github.com/cloudnativelabs/kube-router/v2",
+            "KUBE_ROUTER_VERSION",
+            {"kube-router": "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router"},
+            ldflags=[f"-X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version={versions['KUBE_ROUTER_VERSION']}"],
+        ),
         Program(
             "ollama",
             "github.com/ollama/ollama",

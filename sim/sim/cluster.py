@@ -15,7 +15,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import build, models, pki, profiles, registry, runtime
+from . import build, models, netpol, network, pki, profiles, registry, runtime
 from .errors import SimError
 from .kube import Kube, wait_for
 from .paths import SIM_ROOT, cache_dir, read_versions, state_dir
@@ -30,7 +30,7 @@ DEFAULT_PORTS = {"etcd": 23790, "etcd_peer": 23800, "apiserver": 26443, "kwok": 
 PORT_ENV = {"etcd": "LLMOPS_SIM_ETCD_PORT", "etcd_peer": "LLMOPS_SIM_ETCD_PEER_PORT",
             "apiserver": "LLMOPS_SIM_API_PORT", "kwok": "LLMOPS_SIM_KWOK_PORT"}
 # Components in start order; down stops them in reverse.
-COMPONENTS = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "simctl"]
+COMPONENTS = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "api-relay", "simctl"]
 
 
 def _state_file() -> Path:
@@ -106,13 +106,13 @@ def _pid_of_ours(marker: str) -> list:
     return pids
 
 
-def kubeconfig_text(ports: dict, pki_dir: Path, client: str, context: str) -> str:
+def kubeconfig_text(ports: dict, pki_dir: Path, client: str, context: str, server_host: str = HOST) -> str:
     def data(path):
         return base64.b64encode(path.read_bytes()).decode()
 
     return json.dumps({
         "apiVersion": "v1", "kind": "Config", "current-context": context,
-        "clusters": [{"name": "llmops-sim", "cluster": {"server": f"https://{HOST}:{ports['apiserver']}",
+        "clusters": [{"name": "llmops-sim", "cluster": {"server": f"https://{server_host}:{ports['apiserver']}",
                                                           "certificate-authority-data": data(pki_dir / "ca.crt")}}],
         "users": [{"name": context, "user": {"client-certificate-data": data(pki_dir / f"{client}.crt"),
                                              "client-key-data": data(pki_dir / f"{client}.key")}}],
@@ -158,6 +158,8 @@ class Cluster:
             self._prepare_dirs(ports)
             self._start_control_plane(state, binaries, profiles.node_count(profile))
             self._apply_profile(state, profile)
+            if netpol.enabled(profile):
+                self._start_policy_engine(state, binaries)
         except BaseException:
             self._keep_failed_logs()
             self.down(quiet=True)
@@ -205,14 +207,14 @@ class Cluster:
 
     def _all_running(self, state: dict) -> bool:
         pids = state.get("pids") or {}
-        return set(pids) == set(COMPONENTS) and all(_alive(pid, self.marker) for pid in pids.values())
+        return set(COMPONENTS) <= set(pids) and all(_alive(pid, self.marker) for pid in pids.values())
 
     # ---- start -----------------------------------------------------------------------------
     def _prepare_dirs(self, ports: dict) -> None:
         for sub in ("etcd", "logs", "volumes", "config"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         (self.dir / ".gitignore").write_text("*\n")
-        pki.create_all(self.pki, SERVICE_IP)
+        pki.create_all(self.pki, SERVICE_IP, network.NODE_IP)
         (self.dir / "kubeconfig").write_text(kubeconfig_text(ports, self.pki, "admin", "llmops-sim"))
         (self.dir / "kubeconfig").chmod(0o600)
         (self.dir / "kubeconfig-user").write_text(kubeconfig_text(ports, self.pki, "user", "llmops-sim-user"))
@@ -220,6 +222,9 @@ class Cluster:
         for client in ("controller-manager", "scheduler", "kwok"):
             (self.dir / "config" / f"{client}.kubeconfig").write_text(
                 kubeconfig_text(ports, self.pki, client, f"sim-{client}"))
+        # kube-router runs in the node namespace: it reaches the API server through the node-address relay.
+        (self.dir / "config" / "kube-router.kubeconfig").write_text(
+            kubeconfig_text(ports, self.pki, "kube-router", "sim-kube-router", server_host=network.NODE_IP))
 
     def _spawn(self, state: dict, name: str, argv: list, env=None) -> None:
         logfile = open(self.logs / f"{name}.log", "ab")
@@ -296,12 +301,15 @@ class Cluster:
         self._spawn(state, "kwok", [
             str(binaries["kwok"]), f"--kubeconfig={cfg / 'kwok.kubeconfig'}",
             f"--manage-nodes-with-annotation-selector={profiles.FAKE_NODE_ANNOTATION}=fake",
-            f"--cidr={_first_host_cidr(state['pod_cidr'])}", "--node-ip=10.250.0.1",
+            f"--cidr={_first_host_cidr(state['pod_cidr'])}", f"--node-ip={network.NODE_IP}",
             f"--server-address={HOST}:{ports['kwok']}",
             f"--node-lease-duration-seconds={2 * node_grace_seconds(node_count)}",
             # INFO logs every node patch: at thousands of nodes that is most of its CPU.
             "--v=WARN"])
         self._start_pod_network_and_registry(state)
+        # Pods reach the API server on the node address, as in-cluster clients reach the `kubernetes` Service.
+        self._spawn(state, "api-relay", ["socat", f"TCP-LISTEN:{ports['apiserver']},bind={network.NODE_IP},fork,reuseaddr",
+                                         f"TCP:{HOST}:{ports['apiserver']}"])
         self._spawn(state, "simctl", [sys.executable, "-m", "sim", "controller", "--state", str(self.dir)],
                     env=dict(os.environ, PYTHONPATH=str(SIM_ROOT)))
         self.log(f"control plane (Kubernetes {kube}) started; waiting for controllers")
@@ -312,15 +320,26 @@ class Cluster:
             self._check_exited(state, name)
 
     def _start_pod_network_and_registry(self, state: dict) -> None:
-        state["network"] = runtime.setup_network(self.dir, state["pod_cidr"])
+        state["network"] = network.setup(self.dir, state["pod_cidr"])
         _write_state(state)
         reg = registry.start(self.dir / "registry", REGISTRY_PORT, REGISTRY_PROXY_PORT,
                              storage_dir=cache_dir() / "registry-storage", listen_host=state["network"]["registry_ip"],
-                             netns=state["network"]["netns"], extra_env={OWNER_ENV: self.marker})
+                             netns=state["network"]["registry_netns"], extra_env={OWNER_ENV: self.marker})
         generated = models.generate(cache_dir() / "models")
         state["registry"] = reg["url"].split("://", 1)[1]
         state["models"] = registry.publish(reg["url"], generated)
         _write_state(state)
+
+    def _start_policy_engine(self, state: dict, binaries: dict) -> None:
+        netpol.check_tools()
+        api = Kube(HOST, state["ports"]["apiserver"], self.pki)
+        api.create(netpol.CLUSTER_ROLE)
+        api.create(netpol.CLUSTER_ROLE_BINDING)
+        node = api.list_all("/api/v1/nodes")[0][0]["metadata"]["name"]
+        self._spawn(state, "kube-router", netpol.argv(binaries["kube-router"], self.dir,
+                                                      self.dir / "config" / "kube-router.kubeconfig", node,
+                                                      SERVICE_CIDR))
+        netpol.wait_synced(self.dir, lambda: self._check_exited(state, "kube-router"))
 
     # ---- profile ---------------------------------------------------------------------------
     def _apply_profile(self, state: dict, profile: dict) -> None:

@@ -78,18 +78,21 @@ CLIENTS = {
     "scheduler": ("system:kube-scheduler", None),
     "kwok": ("sim-kwok", "system:masters"),
     "simctl": ("sim-controller", "system:masters"),
+    # The policy engine, bound to the llmsim:kube-router ClusterRole (netpol.py).
+    "kube-router": ("system:kube-router", None),
     # A user with no rights until a test binds it to a Role.
     "user": ("sim-user", "sim-users"),
 }
 
 
-def create_all(pki: Path, service_ip: str) -> None:
+def create_all(pki: Path, service_ip: str, node_ip: str) -> None:
     pki.mkdir(parents=True, exist_ok=True)
     ca = create_ca(pki)
     issue(pki, ca, "apiserver", "kube-apiserver", client=False, server=True,
           server_names=["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
                         "kubernetes.default.svc.cluster.local"],
-          server_ips=["127.0.0.1", service_ip])
+          # node_ip: pods reach the API server through a relay on the node address.
+          server_ips=["127.0.0.1", service_ip, node_ip])
     for stem, (cn, org) in CLIENTS.items():
         issue(pki, ca, stem, cn, org)
     create_service_account_keys(pki)

@@ -1,13 +1,10 @@
-"""Pod network and pod runtime for Ollama pods.
+"""Pod runtime for Ollama pods.
 
-Pod IPs (from KWOK's CIDR) live in one network namespace that the simulator creates; the host routes
-the pod CIDR to it over a veth pair, so the API server's pod and service proxy reach them. Every running
-pod whose container image is an Ollama image gets a real `ollama serve` in that namespace, bound to the
-pod IP, with OLLAMA_MODELS on the directory behind the volume mounted at the container's model path.
+Every running pod whose container image is an Ollama image gets a real `ollama serve` in a network
+namespace of its own (network.py), bound to the pod IP, with OLLAMA_MODELS on the directory behind the
+volume mounted at the container's model path.
 """
 
-import hashlib
-import ipaddress
 import os
 import shutil
 import signal
@@ -16,69 +13,20 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import SimError
+from . import network
 from .provisioner import PATH_ANNOTATION
 
-HOST_IP = "169.254.77.1"
 OLLAMA_PORT = 11434
 MAX_RESTARTS = 5
 MAX_BACKOFF = 30.0
 STOP_GRACE = 5.0
 
 
-def _suffix(state_dir: Path) -> str:
-    return hashlib.sha1(str(Path(state_dir).resolve()).encode()).hexdigest()[:6]
-
-
-def network_names(state_dir: Path) -> dict:
-    suffix = _suffix(state_dir)
-    return {"netns": f"llmsim-{suffix}", "host_if": f"lsh{suffix}", "ns_if": f"lsp{suffix}"}
-
-
-def registry_ip(pod_cidr: str) -> str:
-    """The last usable address of the pod CIDR: KWOK hands out pod IPs from the start."""
-    net = ipaddress.ip_network(pod_cidr)
-    return str(net.broadcast_address - 5)
-
-
-def _ip(*args, check=True):
-    result = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
-    if check and result.returncode != 0:
-        raise SimError(f"`ip {' '.join(args)}` failed: {result.stderr.strip()}",
-                       "run as root with iproute2 installed (make deps); network namespaces need CAP_NET_ADMIN")
-    return result
-
-
-def setup_network(state_dir: Path, pod_cidr: str) -> dict:
-    names = network_names(state_dir)
-    ns, host_if, ns_if = names["netns"], names["host_if"], names["ns_if"]
-    cleanup_network(state_dir)
-    _ip("netns", "add", ns)
-    _ip("link", "add", host_if, "type", "veth", "peer", "name", ns_if)
-    _ip("link", "set", ns_if, "netns", ns)
-    _ip("addr", "add", f"{HOST_IP}/32", "dev", host_if)
-    _ip("link", "set", host_if, "up")
-    _ip("route", "add", pod_cidr, "dev", host_if)
-    _ip("-n", ns, "link", "set", "lo", "up")
-    _ip("-n", ns, "link", "set", ns_if, "up")
-    _ip("-n", ns, "route", "add", HOST_IP, "dev", ns_if)
-    _ip("-n", ns, "route", "add", "default", "via", HOST_IP, "dev", ns_if)
-    reg_ip = registry_ip(pod_cidr)
-    _ip("-n", ns, "addr", "add", f"{reg_ip}/32", "dev", ns_if)
-    return dict(names, registry_ip=reg_ip)
-
-
-def cleanup_network(state_dir: Path) -> None:
-    names = network_names(state_dir)
-    _ip("netns", "del", names["netns"], check=False)
-    _ip("link", "del", names["host_if"], check=False)
-
-
 def cleanup(state_dir: Path) -> None:
     """Called by `sim down`: the processes go with the owner-mark sweep; the network goes here."""
     from . import registry
     registry.stop(Path(state_dir) / "registry")
-    cleanup_network(state_dir)
+    network.cleanup(state_dir)
 
 
 def is_ollama_image(image: str) -> bool:
@@ -118,8 +66,6 @@ class Runtime:
         from .build import binary_path
         self.api = api
         self.state_dir = Path(state_dir)
-        self.netns = state["network"]["netns"]
-        self.ns_if = state["network"]["ns_if"]
         self.ollama = str(binary_path("ollama"))
         self.pods_dir = self.state_dir / "pods"
         self.log = log
@@ -179,7 +125,7 @@ class Runtime:
         logs.mkdir(parents=True, exist_ok=True)
         return PodProcess(uid=meta["uid"], name=f"{meta['namespace']}/{meta['name']}", ip=ip, models_dir=models_dir,
                           scratch=scratch, log=logs / f"{meta['namespace']}_{meta['name']}.log",
-                          argv=["ip", "netns", "exec", self.netns, self.ollama, "serve"], env=env)
+                          argv=[self.ollama, "serve"], env=env)
 
     def _models_dir(self, pod, container, env, scratch):
         """The host directory behind the container's model path; a scratch dir when no volume holds it."""
@@ -210,10 +156,11 @@ class Runtime:
         return scratch / "volumes" / mount["name"] / sub / rest
 
     def _start(self, entry: PodProcess) -> None:
-        _ip("-n", self.netns, "addr", "replace", f"{entry.ip}/32", "dev", self.ns_if)
+        netns = network.create_pod_sandbox(self.state_dir, entry.uid, entry.ip)
         with open(entry.log, "ab") as log:
-            entry.proc = subprocess.Popen(entry.argv, env=entry.env, stdin=subprocess.DEVNULL, stdout=log,
-                                          stderr=subprocess.STDOUT, start_new_session=True)
+            entry.proc = subprocess.Popen(["ip", "netns", "exec", netns, *entry.argv], env=entry.env,
+                                          stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                          start_new_session=True)
         self.log(f"started ollama for {entry.name} on {entry.ip} (models in {entry.models_dir})")
 
     def _crashed(self, entry: PodProcess, pod) -> None:
@@ -241,7 +188,7 @@ class Runtime:
                 except ProcessLookupError:
                     pass
                 entry.proc.wait(timeout=STOP_GRACE)
-        _ip("-n", self.netns, "addr", "del", f"{entry.ip}/32", "dev", self.ns_if, check=False)
+        network.delete_pod_sandbox(self.state_dir, uid)
         shutil.rmtree(entry.scratch, ignore_errors=True)
         self.log(f"stopped ollama for {entry.name}")
 

@@ -345,16 +345,16 @@ def stop_registry_midway(cluster, args, progress, model, registry_pid):
 def test_registry_stopped_mid_pull_fails_bounded_then_a_rerun_completes(cluster, namespace, tmp_path):
     if cluster.external:
         pytest.skip("stops the simulator's registry process")
-    from sim import runtime
+    from sim import network
     pod = deploy(cluster, namespace, replicas=1)[0]
     model = cluster.model("tiny-big")
     state = state_dir(cluster)
-    netns = runtime.network_names(state)["netns"]
+    netns = network.names(state)["registry_netns"]
     registry_pid = json.loads((state / "registry" / "registry.json").read_text())["registry_pid"]
     progress = tmp_path / "progress.json"
     args = {"namespace": namespace, "pod": pod, "insecure": True, "models": [model], "stall_timeout": 4,
             "attempts": 2, "progress_file": str(progress)}
-    # Slow the pod network's loopback (registry -> proxy -> Ollama) so the 58 MB download takes seconds.
+    # Slow the registry's loopback (registry -> its proxy) so the 58 MB download takes seconds.
     subprocess.run(["ip", "netns", "exec", netns, "tc", "qdisc", "add", "dev", "lo", "root", "tbf", "rate", "40mbit",
                     "burst", "256kb", "latency", "2s"], check=True)
     try:

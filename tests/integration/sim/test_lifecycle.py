@@ -57,7 +57,7 @@ def ollama_running(state):
 
 def test_down_after_a_crash_removes_every_process_network_and_state(tmp_path):
     sys.path.insert(0, str(REPO / "sim"))
-    from sim import build, runtime
+    from sim import build, network
     state = tmp_path / "s"
     started = time.monotonic()
     up = sim(state, "up", "--profile", "no-gpu", ports_base=27200)
@@ -71,7 +71,7 @@ def test_down_after_a_crash_removes_every_process_network_and_state(tmp_path):
     while time.monotonic() < deadline and not ollama_running(state):
         time.sleep(0.5)
     assert ollama_running(state), "the pod runtime started no Ollama"
-    netns = runtime.network_names(state)["netns"]
+    netns = network.names(state)["netns"]
     assert netns in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     control_plane = [pid for pid in owned_pids(state) if b"kube-apiserver" in (Path("/proc") / str(pid) / "cmdline").read_bytes()
                      or b"etcd" in (Path("/proc") / str(pid) / "cmdline").read_bytes()]
