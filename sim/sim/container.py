@@ -8,8 +8,9 @@ make every mount private; build the container's root in its scratch directory â€
 /var and /opt under overlays whose writes land in the scratch directory (the container's writable layer),
 /proc, /sys and /dev bound, the rest (/root, /home, /tmp, /run, ...) empty; pivot into it; bind the image's
 program where the image keeps it, write the image's own files, bind each volume at its mountPath (subPath
-and readOnly already resolved by the runtime), /etc/hosts and /etc/hostname; drop the old root; set the
-groups, gid and uid (and no_new_privs); chdir; exec with the container's environment.
+and readOnly already resolved by the runtime), /etc/hosts and /etc/hostname; drop the old root; with
+readOnlyRootFilesystem, remount the root and its overlays read-only; set the groups, gid and uid (and
+no_new_privs); chdir; exec with the container's environment.
 
 Nothing is created on the host's own filesystem outside the scratch directory: a missing mount point is
 made inside the container's root, which lands in an overlay's upper directory or the root's own directory.
@@ -149,6 +150,15 @@ def place(spec: dict) -> None:
         bind(source, item["target"], read_only=item.get("read_only", False))
 
 
+def read_only_root() -> None:
+    """readOnlyRootFilesystem: the root and its overlays read-only; volumes, /dev, /proc, /sys keep theirs."""
+    for entry in [""] + list(OVERLAID):
+        path = "/" + entry
+        if entry and (os.path.islink(path) or not os.path.ismount(path)):
+            continue
+        mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+
+
 def become(spec: dict) -> None:
     os.setgroups(spec.get("groups", []))
     os.setgid(spec["gid"])
@@ -171,6 +181,8 @@ def launch(spec: dict) -> None:
     drop_old_root()
     cwd = spec.get("cwd") or "/"
     os.makedirs(cwd, exist_ok=True)
+    if spec.get("read_only_root"):
+        read_only_root()
     os.umask(0o022)
     become(spec)
     os.chdir(cwd)

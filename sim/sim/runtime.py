@@ -422,6 +422,7 @@ class Runtime:
             "owned_dirs": [{"path": p, "uid": img.uid, "gid": img.gid} for p in img.owned_dirs],
             "mounts": mounts, "env": sorted(env.items()), "argv": argv, "cwd": c.get("workingDir") or "/",
             "uid": ids["uid"], "gid": ids["gid"], "groups": ids["groups"], "no_new_privs": ids["no_new_privs"],
+            "read_only_root": bool((c.get("securityContext") or {}).get("readOnlyRootFilesystem")),
             "error_file": str(run.error_file),
         }
 
