@@ -170,27 +170,31 @@ def test_a_failing_liveness_probe_restarts_the_container(cluster, namespace):
 
 
 def test_an_exec_probe_runs_in_the_container_as_its_user(cluster, namespace):
+    check = ("id -u > /probe/uid; hostname > /probe/host; ollama list > /probe/list; "
+             "touch /tmp/x 2>/dev/null || echo read-only > /probe/root")
     create(cluster, namespace, pod("execd", [ollama(
-        securityContext={"runAsUser": 1000, "runAsGroup": 1000},
+        securityContext={"runAsUser": 1000, "readOnlyRootFilesystem": True},
         env=[{"name": "HOME", "value": "/home/ollama"}],
         volumeMounts=[{"name": "probe", "mountPath": "/probe"}, {"name": "home", "mountPath": "/home/ollama"}],
-        readinessProbe={"exec": {"command": ["sh", "-c", "id -u > /probe/uid; hostname > /probe/host; "
-                                             "ollama list > /probe/list"]}, "periodSeconds": 1})],
-        volumes=[{"name": "probe", "emptyDir": {}}, {"name": "home", "emptyDir": {}}]))
+        readinessProbe={"exec": {"command": ["sh", "-c", check]}, "periodSeconds": 1})],
+        volumes=[{"name": "probe", "emptyDir": {}}, {"name": "home", "emptyDir": {}}],
+        securityContext={"runAsUser": 2000, "runAsGroup": 2000}))
     p = wait_ready(cluster, namespace, "execd")
-    assert shared_file(cluster, p, "probe", "uid").strip() == "1000"
+    assert shared_file(cluster, p, "probe", "uid").strip() == "1000"  # the container's user, over the pod's
     assert shared_file(cluster, p, "probe", "host").strip() == "execd"
     assert shared_file(cluster, p, "probe", "list").startswith("NAME")
+    # readOnlyRootFilesystem: even /tmp (mode 1777) is read-only without a volume there
+    assert shared_file(cluster, p, "probe", "root").strip() == "read-only"
 
 
 def test_init_containers_run_in_order_and_a_failing_one_restarts_with_back_off(cluster, namespace):
     once = "test -f /shared/failed-once || { touch /shared/failed-once; exit 3; }; echo second >> /shared/order"
-    create(cluster, namespace, pod("inits", [ollama(volumeMounts=[{"name": "shared", "mountPath": "/shared"}])],
-                                   init=[{"name": "first", "image": OLLAMA, "command": ["sh", "-c", "echo first > /shared/order"],
-                                          "volumeMounts": [{"name": "shared", "mountPath": "/shared"}]},
-                                         {"name": "second", "image": OLLAMA, "command": ["sh", "-c", once],
-                                          "volumeMounts": [{"name": "shared", "mountPath": "/shared"}]}],
-                                   volumes=[{"name": "shared", "emptyDir": {}}]))
+    shared = [{"name": "shared", "mountPath": "/shared"}]
+    create(cluster, namespace, pod(
+        "inits", [ollama(volumeMounts=shared)],
+        init=[{"name": "first", "image": OLLAMA, "command": ["sh", "-c", "echo first > /shared/order"], "volumeMounts": shared},
+              {"name": "second", "image": OLLAMA, "command": ["sh", "-c", once], "volumeMounts": shared}],
+        volumes=[{"name": "shared", "emptyDir": {}}]))
     pending = cluster.wait_for(lambda: (lambda p: p if p["status"].get("initContainerStatuses", [{}, {}])[1]
                                         .get("lastState", {}).get("terminated") else None)(
         get_pod(cluster, namespace, "inits")), what="the second init container's first failure")
@@ -326,9 +330,9 @@ def test_the_kube_api_access_token_reads_the_pods_own_object(cluster, namespace)
                    "metadata": {"name": "read-pods", "namespace": namespace},
                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "read-pods"},
                    "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": namespace}]})
-    create(cluster, namespace, pod("whoami", [{"name": "client", "image": GATE, "command": ["python3", "-c", TOKEN_CLIENT],
-                                               "volumeMounts": [{"name": "shared", "mountPath": "/shared"}]}],
-                                   volumes=[{"name": "shared", "emptyDir": {}}]))
+    client_container = {"name": "client", "image": GATE, "command": ["python3", "-c", TOKEN_CLIENT],
+                        "volumeMounts": [{"name": "shared", "mountPath": "/shared"}]}
+    create(cluster, namespace, pod("whoami", [client_container], volumes=[{"name": "shared", "emptyDir": {}}]))
     p = wait_ready(cluster, namespace, "whoami")
     assert any(v["name"].startswith("kube-api-access-") for v in p["spec"]["volumes"])
     me = json.loads(shared_file(cluster, p, "shared", "me.json"))
@@ -368,3 +372,35 @@ def test_deletion_stops_every_container_and_removes_the_sandbox(cluster, namespa
     assert time.monotonic() - started < 15
     assert not (network.NETNS_DIR / netns).exists()
     assert not (state_of(cluster) / "pods" / p["metadata"]["uid"]).exists()
+
+
+def set_down_nodes(cluster, nodes):
+    """The simulator's interface for a lost node: state.json's down_nodes (what `sim node NAME down` sets)."""
+    path = state_of(cluster) / "state.json"
+    state = json.loads(path.read_text())
+    state["down_nodes"] = list(nodes)
+    partial = path.with_suffix(".json.test-partial")
+    partial.write_text(json.dumps(state, indent=2))
+    partial.replace(path)
+
+
+def test_pods_on_a_down_node_lose_their_processes_until_it_is_back(cluster, namespace):
+    from sim import network
+    create(cluster, namespace, pod("stranded", [ollama(readinessProbe={
+        "httpGet": {"path": "/api/version", "port": "http"}, "periodSeconds": 1})]))
+    p = wait_ready(cluster, namespace, "stranded")
+    netns = network.NETNS_DIR / network.pod_netns(state_of(cluster), p["metadata"]["uid"])
+    try:
+        set_down_nodes(cluster, [p["spec"]["nodeName"]])
+        cluster.wait_for(lambda: not netns.exists(), timeout=20, what="the sandbox gone with the node")
+        assert proxy(cluster, namespace, "stranded", 11434, "/api/version").returncode != 0
+    finally:
+        set_down_nodes(cluster, [])
+
+    def back():
+        status = get_pod(cluster, namespace, "stranded")["status"]["containerStatuses"][0]
+        return status if status["restartCount"] == 1 and status["ready"] else None
+    status = cluster.wait_for(back, timeout=30, what="the pod running again")
+    assert status["lastState"]["terminated"]["reason"] == "Unknown"
+    assert netns.exists()
+    assert proxy(cluster, namespace, "stranded", 11434, "/api/version").stdout.strip() == '{"version":"0.11.4"}'
