@@ -11,6 +11,7 @@ from pathlib import Path
 from .kube import Kube
 from .provisioner import Provisioner
 from .runtime import Runtime
+from .traefik import IngressForwarder
 
 INTERVAL = 0.5
 
@@ -39,7 +40,7 @@ def run(state_dir: Path) -> None:
     def log(message):
         print(time.strftime("%H:%M:%S"), message, flush=True)
 
-    loops = [Provisioner(api, state_dir, log), Runtime(api, state_dir, state, log)]
+    loops = [Provisioner(api, state_dir, log), Runtime(api, state_dir, state, log), IngressForwarder(api, state, log)]
     threading.Thread(target=_watch_pods, args=(api, wake, stopping, log), daemon=True).start()
     while not stopping.is_set():
         wake.clear()
