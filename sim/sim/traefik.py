@@ -278,8 +278,7 @@ def apply(api, profile: dict, state: dict, versions: dict = None, timeout: float
     wait_for(lambda: _established(api, names), CRD_TIMEOUT, what="Traefik's and the Gateway API CRDs to be Established")
     for obj in objects(versions) + gateway_objects():
         _create(api, obj)
-    if profile.get("traefik_wait_ready", True):
-        wait_ready(api, state["ports"].get("ingress", DEFAULT_INGRESS_PORT), timeout)
+    wait_ready(api, state["ports"].get("ingress", DEFAULT_INGRESS_PORT), timeout)
 
 
 def not_ready_reason(api, ingress_port: int) -> str:
@@ -371,7 +370,10 @@ class IngressForwarder:
         self.api = api
         self.log = log
         self.port = (state.get("ports") or {}).get("ingress")
-        self.active = bool(self.port) and enabled(profiles.load(state["profile"]))
+        try:
+            self.active = bool(self.port) and enabled(profiles.load(state["profile"]))
+        except SimError:
+            self.active = False  # a profile this checkout does not know
         self.backend = None
         self.listener = None
         self.stopping = threading.Event()
@@ -476,8 +478,10 @@ class IngressForwarder:
                 except OSError:
                     pass
             threads = list(self.threads)
+        # One deadline for all: the connections see the stop within their 0.5 s select.
+        deadline = time.monotonic() + 3
         for thread in threads:
-            thread.join(timeout=2)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
 def _pump(a: socket.socket, b: socket.socket, stopping: threading.Event) -> None:

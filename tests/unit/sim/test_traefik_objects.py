@@ -1,6 +1,7 @@
 """Traefik's objects as k3s's chart renders them, and the pure parts of its build and readiness wait."""
 
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,71 @@ def test_traefik_is_built_from_its_module_with_its_replaces_and_the_pinned_gatew
     assert program.pinned_requires == {"sigs.k8s.io/gateway-api": "GATEWAY_API_VERSION"}
     assert "{{ .APIUrl }}" in program.added_files["webui/static/index.html"]
     assert build.binary_path("traefik", dict(build.read_versions(), **VERSIONS)).name == "traefik-v3.7.10"
+
+
+class _SliceApi:
+    """Stub API (the forwarder's logic on real sockets): one ready endpoint, no Service yet."""
+
+    def __init__(self, port):
+        self.port = port
+
+    def get(self, path, **query):
+        return {"items": [{"addressType": "IPv4", "ports": [{"name": "web", "port": self.port}],
+                           "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}]}]}
+
+    def request(self, method, path, body=None):
+        return 404, {}
+
+
+def _free_port():
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_the_forwarder_relays_both_ways_bounds_its_connections_and_closes(monkeypatch):
+    import socket
+    import threading
+    monkeypatch.setattr(traefik, "MAX_CONNECTIONS", 2)
+    backend = socket.create_server(("127.0.0.1", 0))
+    served = []
+
+    def echo(conn):
+        for data in iter(lambda: conn.recv(100), b""):
+            conn.sendall(data)
+        conn.shutdown(socket.SHUT_WR)
+
+    def accept():
+        while True:
+            try:
+                conn, _ = backend.accept()
+            except OSError:
+                return
+            served.append(conn)
+            threading.Thread(target=echo, args=(conn,), daemon=True).start()
+    threading.Thread(target=accept, daemon=True).start()
+    port = _free_port()
+    forwarder = traefik.IngressForwarder(_SliceApi(backend.getsockname()[1]), {"ports": {"ingress": port},
+                                                                              "profile": "k3s"}, log=lambda _: None)
+    forwarder.sync()
+    try:
+        first = socket.create_connection(("127.0.0.1", port), timeout=5)
+        first.sendall(b"ping")
+        first.shutdown(socket.SHUT_WR)  # the half-close reaches the backend, its answer still comes back
+        assert first.recv(100) == b"ping" and first.recv(100) == b""
+        first.close()
+        held = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(3)]
+        time.sleep(1)
+        assert len(served) == 1 + 2  # the third waits in the backlog while two are served
+        held[0].close()
+        deadline = time.monotonic() + 5
+        while len(served) < 4 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(served) == 4
+    finally:
+        forwarder.shutdown()
+        backend.close()
+    assert not any(thread.is_alive() for thread in forwarder.threads)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1)
