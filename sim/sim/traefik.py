@@ -21,6 +21,7 @@ import yaml
 
 from .errors import SimError
 from .kube import wait_for
+from .paths import cache_dir
 
 NAMESPACE = "kube-system"
 NAME = "traefik"
@@ -325,9 +326,12 @@ def wait_ready(api, ingress_port: int, timeout: float = READY_TIMEOUT, interval:
         if not reason:
             return
         if time.monotonic() >= deadline:
+            # A failed start moves the state's logs to the cache.
+            logs = cache_dir() / "failed-start-logs"
+            where = f"{logs / 'simctl.log'} (the ingress listener's log)" if "ingress listener" in reason else \
+                f"the Traefik pod's log in {logs / 'pods'}"
             raise SimError(f"Traefik ({NAMESPACE}/{NAME}) was not Ready within {timeout:.0f}s: {reason}",
-                           f"read its log under .sim/logs/pods/ and `kubectl -n {NAMESPACE} describe pod "
-                           f"-l app.kubernetes.io/name={NAME}`, mend the cause, then run make sim-up again")
+                           f"read {where}, mend the cause, then run make sim-up again")
         time.sleep(interval)
 
 

@@ -114,7 +114,7 @@ def test_not_ready_within_the_bound_ends_with_the_cause_and_the_fix():
         traefik.wait_ready(_NotReadyApi(), 1, timeout=0, interval=0)
     assert err.value.cause == ("Traefik (kube-system/traefik) was not Ready within 0s: pod traefik-abc: "
                                "container traefik waiting (CrashLoopBackOff: back-off 10s)")
-    assert "describe pod" in err.value.fix and "make sim-up" in err.value.fix
+    assert "the Traefik pod's log in" in err.value.fix and "make sim-up" in err.value.fix
 
 
 def test_replace_directives_single_line_and_block():
