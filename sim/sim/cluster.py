@@ -15,7 +15,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import build, models, netpol, network, pki, profiles, registry, runtime
+from . import build, models, netpol, network, pki, profiles, registry, runtime, traefik
 from .errors import SimError
 from .kube import Kube, wait_for
 from .paths import SIM_ROOT, cache_dir, read_versions, state_dir
@@ -26,9 +26,10 @@ SERVICE_IP = "10.96.0.1"
 DEFAULT_POD_CIDR = "10.244.0.0/16"
 # Inside the pod network namespace: docker-registry on the namespace's loopback, its proxy on a pod-CIDR address.
 REGISTRY_PORT, REGISTRY_PROXY_PORT = 5001, 5000
-DEFAULT_PORTS = {"etcd": 23790, "etcd_peer": 23800, "apiserver": 26443, "kwok": 26447}
+DEFAULT_PORTS = {"etcd": 23790, "etcd_peer": 23800, "apiserver": 26443, "kwok": 26447,
+                 "ingress": traefik.DEFAULT_INGRESS_PORT}
 PORT_ENV = {"etcd": "LLMOPS_SIM_ETCD_PORT", "etcd_peer": "LLMOPS_SIM_ETCD_PEER_PORT",
-            "apiserver": "LLMOPS_SIM_API_PORT", "kwok": "LLMOPS_SIM_KWOK_PORT"}
+            "apiserver": "LLMOPS_SIM_API_PORT", "kwok": "LLMOPS_SIM_KWOK_PORT", "ingress": traefik.INGRESS_PORT_ENV}
 # Components in start order; down stops them in reverse.
 COMPONENTS = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "api-relay", "simctl"]
 
@@ -373,6 +374,7 @@ class Cluster:
                 status = api.get(path).get("status", {})
                 return 0 < status.get("desiredNumberScheduled", 0) == status.get("numberReady", -1)
             self._wait(state, "kwok", plugin_ready, timeout, interval=0.5 if len(want) < 500 else 3)
+        traefik.apply(api, profile, state)
         state["nodes"] = len(want)
 
 
@@ -426,6 +428,7 @@ def status() -> str:
                      f"{labels.get('nvidia.com/gpu.product', '-'):<26} {taints or '-'}")
     if len(nodes) > 50:
         lines.append(f"... and {len(nodes) - 50} more nodes")
+    lines += [line for line in [traefik.status_line(state, profiles.load(state["profile"]))] if line]
     if state.get("registry"):
         lines.append(f"model registry: {state['registry']} (pull with insecure: true); models: "
                      + ", ".join(ref.split("/", 1)[1] for ref in state.get("models", {})))

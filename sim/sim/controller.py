@@ -16,6 +16,8 @@ from pathlib import Path
 from .kube import Kube
 from .provisioner import Provisioner
 from .runtime import Runtime
+from .services import ServiceProxy
+from .traefik import IngressForwarder
 
 INTERVAL = 0.5
 PROVISION_INTERVAL = 0.5
@@ -76,6 +78,8 @@ def run(state_dir: Path) -> None:
 
     provisioner = Provisioner(api, state_dir, log)
     kubelet = Runtime(api, state_dir, state, log, wake=wake)
+    # Loops that follow Services and EndpointSlices: ClusterIP rules, the host's ingress listener.
+    service_loops = [ServiceProxy(api, state_dir, log), IngressForwarder(api, state, log)]
     cache = PodCache(api, wake, stopping, log)
     threading.Thread(target=cache.run, daemon=True, name="pod-watch").start()
     next_provision = 0.0
@@ -92,6 +96,14 @@ def run(state_dir: Path) -> None:
                 kubelet.sync(cache.items())
             except Exception:
                 log(traceback.format_exc(limit=5))
+        for loop in service_loops:
+            try:
+                loop.sync()
+            except Exception:
+                log(traceback.format_exc(limit=3))
         wake.wait(min(INTERVAL, kubelet.next_wakeup()))
     kubelet.shutdown()
+    for loop in service_loops:
+        if hasattr(loop, "shutdown"):
+            loop.shutdown()
     sys.exit(0)

@@ -14,7 +14,8 @@ REPO = Path(__file__).resolve().parents[3]
 def sim(state, *args, ports_base=27000, timeout=300):
     env = dict(os.environ, LLMOPS_SIM_STATE=str(state), LLMOPS_SIM_API_PORT=str(ports_base + 1),
                LLMOPS_SIM_ETCD_PORT=str(ports_base + 2), LLMOPS_SIM_ETCD_PEER_PORT=str(ports_base + 3),
-               LLMOPS_SIM_KWOK_PORT=str(ports_base + 4), LLMOPS_SIM_POD_CIDR="10.246.0.0/16")
+               LLMOPS_SIM_KWOK_PORT=str(ports_base + 4), LLMOPS_SIM_INGRESS_PORT=str(ports_base + 5),
+               LLMOPS_SIM_POD_CIDR="10.246.0.0/16")
     return subprocess.run([sys.executable, "-m", "sim", *args], cwd=REPO / "sim", env=env, capture_output=True,
                           text=True, timeout=timeout, check=False)
 
