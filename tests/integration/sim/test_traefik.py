@@ -15,20 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from host_traefik import HostTraefik, kubelet_runs_traefik
 from test_ollama_pods import ollama_deployment, running_pod
 
 pytestmark = pytest.mark.profile("k3s")
 REPO = Path(__file__).resolve().parents[3]
-_host_traefik = {}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _stop_host_traefik():
-    yield
-    for runner in _host_traefik.values():
-        runner.stop()
-    _host_traefik.clear()
 
 
 @pytest.fixture
@@ -41,15 +31,6 @@ def ingress(cluster):
         return url.rstrip("/")
     from sim import cluster as sim_cluster
     state = sim_cluster.read_state()
-    # Until the simulator's kubelet runs the Traefik pod, the same binary runs on the host in its place.
-    if not kubelet_runs_traefik():
-        runner = _host_traefik.get(state["marker"])
-        # `sim down` ends it with the cluster (it carries the owner mark): start one for each new cluster.
-        if runner is None or runner.proc.poll() is not None:
-            for old in _host_traefik.values():
-                old.stop()
-            _host_traefik.clear()
-            _host_traefik[state["marker"]] = HostTraefik(state["marker"], cluster.kubectl).start()
     return f"http://127.0.0.1:{state['ports']['ingress']}"
 
 
