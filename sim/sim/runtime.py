@@ -8,6 +8,7 @@ pod IP, with OLLAMA_MODELS on the directory behind the volume mounted at the con
 
 import hashlib
 import ipaddress
+import json
 import os
 import shutil
 import signal
@@ -81,6 +82,13 @@ def cleanup(state_dir: Path) -> None:
     cleanup_network(state_dir)
 
 
+def _down_nodes(state_dir: Path) -> set:
+    try:
+        return set(json.loads((Path(state_dir) / "state.json").read_text()).get("down_nodes") or [])
+    except (OSError, ValueError):
+        return set()
+
+
 def is_ollama_image(image: str) -> bool:
     repository = image.split("@", 1)[0].rsplit("/", 1)[-1]
     return repository.split(":", 1)[0] == "ollama"
@@ -128,10 +136,12 @@ class Runtime:
     # ---- loop ------------------------------------------------------------------------------
     def sync(self) -> None:
         pods, _ = self.api.list_all("/api/v1/pods")
+        down = _down_nodes(self.state_dir)
         wanted = {}
         for pod in pods:
             container = next((c for c in pod["spec"].get("containers", []) if is_ollama_image(c.get("image", ""))), None)
-            if container is None or pod["metadata"].get("deletionTimestamp"):
+            # A node that is down (sim node NAME --state down) runs nothing: its pods lose their processes.
+            if container is None or pod["metadata"].get("deletionTimestamp") or pod["spec"].get("nodeName") in down:
                 continue
             if pod.get("status", {}).get("phase") == "Running" and pod["status"].get("podIP"):
                 wanted[pod["metadata"]["uid"]] = (pod, container)
