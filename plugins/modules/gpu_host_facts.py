@@ -15,7 +15,7 @@ description:
     containerd registers the C(nvidia) runtime.
   - Fails with the cause and the fix when C(nvidia-smi) is missing or cannot reach the driver, and when the
     containerd configuration exists but this user cannot read it (k3s keeps C(/var/lib/rancher/k3s/agent/etc)
-    readable by root only: run it with C(become)).
+    readable by root only, so run it with C(become)).
 version_added: 0.1.0
 author:
   - llmops.ollama maintainers (@llmops-ollama)
