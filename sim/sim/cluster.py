@@ -386,6 +386,8 @@ class Cluster:
         if not profile.get("ssh_hosts"):
             return
         nodes = hosts.gpu_node_names(profiles.nodes(profile, state["kubernetes_version"]))
+        if not nodes:
+            return
         hosts.start(self.dir, state, nodes, {OWNER_ENV: self.marker}, log=self.log)
         _write_state(state)
 
