@@ -178,11 +178,12 @@ set -eu
 hostname {q(node)}
 # A fresh /run as a booted host has; it also holds the overlays' upper layers, so no write reaches the disk.
 mount -t tmpfs -o mode=0755,size=64m llmsim-host-run /run
-mount -t tmpfs -o mode=1777,size=64m llmsim-host-tmp /tmp
 mkdir -m 0755 /run/sshd /run/llmsim
 mkdir /run/llmsim/upper /run/llmsim/work
 cp -a {q(str(host_dir / 'root'))}/. /run/llmsim/upper/
 cp -a {q(str(host_dir / 'ssh'))} /run/llmsim/ssh
+# Nothing below reads the state directory again (it may lie under /tmp).
+mount -t tmpfs -o mode=1777,size=64m llmsim-host-tmp /tmp
 for t in {overlays}; do
   mkdir -p "/run/llmsim/upper/$t" "/run/llmsim/work/$t"
   mount -t overlay llmsim-host -o "lowerdir=/$t,upperdir=/run/llmsim/upper/$t,workdir=/run/llmsim/work/$t" "/$t"
@@ -216,8 +217,8 @@ def check_prerequisites(state_dir: Path) -> None:
         if not Path("/", target).is_dir():
             raise SimError(f"/{target} does not exist; the GPU hosts overlay it and create no mount point",
                            f"install sudo (it creates /etc/sudoers.d) with make deps, or create /{target}")
-    if str(Path(state_dir).resolve()).startswith(("/run/", "/tmp/")):
-        raise SimError(f"the state directory {state_dir} lies under /run or /tmp, which each GPU host replaces",
+    if str(Path(state_dir).resolve()).startswith("/run/"):
+        raise SimError(f"the state directory {state_dir} lies under /run, which each GPU host replaces",
                        "set LLMOPS_SIM_STATE to a directory elsewhere (the default is the checkout's .sim)")
     if os.geteuid() != 0:
         raise SimError("the GPU hosts need root (network and mount namespaces, sshd)", "run the simulator as root")
