@@ -141,6 +141,8 @@ def test_down_leaves_no_host_process_namespace_mount_or_sudoers_file(cluster, si
     sshd = [p for p in Path("/proc").iterdir() if p.name.isdigit() and b"/run/llmsim/ssh/sshd_config" in _cmdline(p)]
     assert sshd == []
     assert not Path("/etc/sudoers.d/llmsim").exists() and not Path("/home/llmsim").exists()
+    rules = subprocess.run(["iptables-save"], capture_output=True, text=True, check=False).stdout
+    assert os.environ["LLMOPS_SIM_POD_CIDR"].split("/")[0].rsplit(".", 2)[0] not in rules and "llmsim" not in rules
     assert not Path(os.environ["LLMOPS_SIM_STATE"]).exists()
 
 
