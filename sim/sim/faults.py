@@ -11,8 +11,9 @@ lifecycle controller then marks the node NotReady after its grace period, taints
 `node.kubernetes.io/unreachable` and evicts its pods once their tolerations run out; the evicted pods stay
 Terminating, as on a real cluster, until the node returns. The simulator's kubelet stops the processes of
 the pods on a down node (state["down_nodes"]) and the node's SSH host goes unreachable. `up` takes the node
-out of the policy, restores the annotation (KWOK initializes the node again) and deletes its Lease, so
-KWOK creates it anew and takes over the node's pods again.
+out of the policy, restores the annotation (KWOK initializes the node again) and hands its Lease back, so
+KWOK takes it over and manages the node's pods again; once the node is Ready, the pods it kept are
+reported Ready again, as a reconnecting kubelet does.
 """
 
 import http.client
@@ -123,9 +124,49 @@ def _kwok_may_write(kwok: Kube, name: str) -> bool:
     return status == 200
 
 
+def _hand_lease_back(api: Kube, name: str) -> None:
+    """Renew the node's Lease once, under a holder that expires at once: the node lifecycle controller sees a
+    heartbeat (a deleted Lease would let it fall back to the last status heartbeat, up to 45 s old, and flap
+    the node NotReady), and KWOK takes the Lease over at its next renewal, which makes it manage the node and
+    its pods again."""
+    for _ in range(10):
+        status, lease = api.request("GET", f"{LEASES}/{name}")
+        if status == 404:
+            return  # KWOK creates it
+        now = time.time()
+        lease["spec"].update(holderIdentity="llmsim-node-up", leaseDurationSeconds=1,
+                             renewTime=time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z")
+        status, body = api.request("PUT", f"{LEASES}/{name}", lease)
+        if status == 200:
+            return
+        if status != 409:
+            raise SimError(f"renewing node {name}'s Lease answered {status}: {body.get('message', body)}",
+                           "check the API server log under .sim/logs")
+    raise SimError(f"node {name}'s Lease kept changing under the simulator", "run make sim-node again")
+
+
+def _ready_again(api: Kube, name: str) -> int:
+    """What a kubelet that reconnects does for the pods it kept running: report them Ready again (the node
+    lifecycle controller marked them NotReady; KWOK has no stage for a running pod). Returns how many."""
+    pods, _ = api.list_all("/api/v1/pods", fieldSelector=f"spec.nodeName={name}")
+    count = 0
+    for pod in pods:
+        conditions = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}
+        if (not pod["metadata"].get("deletionTimestamp") and pod["status"].get("phase") == "Running"
+                and conditions.get("Ready") == "False" and conditions.get("ContainersReady") == "True"):
+            patch = {"status": {"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime":
+                                                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}]}}
+            meta = pod["metadata"]
+            api.request("PATCH", f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status", patch,
+                        content_type="application/strategic-merge-patch+json")
+            count += 1
+    return count
+
+
 def set_node(name: str, wanted: str, wait: bool = True, timeout: float = 180, log=print) -> dict:
-    """Take a node down or bring it back; with wait, until the node controller has seen it. Returns what
-    was measured: seconds until NotReady and until the unreachable taint (down), until Ready (up)."""
+    """Take a node down or bring it back; with wait, until the node controller has seen it (up always waits
+    for Ready, then reports the node's remaining pods Ready again). Returns what was measured: seconds until
+    NotReady and until the unreachable taint (down), until Ready (up)."""
     if wanted not in STATES:
         raise SimError(f"unknown node state '{wanted}'", "use STATE=down or STATE=up")
     state = _running_state()
@@ -148,11 +189,11 @@ def set_node(name: str, wanted: str, wait: bool = True, timeout: float = 180, lo
         hosts.set_link(Cluster().dir, state, name, up=False)
         log(f"node {name} is down: its heartbeats stopped, its pods' processes stopped, its SSH host unreachable")
     else:
-        api.request("DELETE", f"{LEASES}/{name}")
+        _hand_lease_back(api, name)
         hosts.set_link(Cluster().dir, state, name, up=True)
         log(f"node {name} is back: KWOK heartbeats it again")
     measured = {"node": name, "state": wanted}
-    if not wait:
+    if not wait and wanted == "down":
         return measured
     deadline = started + timeout
     while time.monotonic() < deadline:
@@ -170,7 +211,9 @@ def set_node(name: str, wanted: str, wait: bool = True, timeout: float = 180, lo
                     return measured
             elif _ready(node) and not _taints(node) & {"node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready"}:
                 measured["ready_seconds"] = elapsed
-                log(f"node {name}: Ready again after {elapsed}s")
+                measured["pods_ready_again"] = _ready_again(api, name)
+                log(f"node {name}: Ready again after {elapsed}s; {measured['pods_ready_again']} of its pods "
+                    "reported Ready again")
                 return measured
         time.sleep(0.5)
     raise SimError(f"node {name} did not turn {'NotReady' if wanted == 'down' else 'Ready'} within {timeout:.0f}s",
