@@ -10,7 +10,7 @@ COLLECTION_DIR := .collections/ansible_collections/llmops/ollama
 PYTEST_ARGS ?=
 SIM_KUBECTL = $$(cd sim && ../$(PY) -c 'from sim.build import binary_path; print(binary_path("kubectl"))')
 
-.PHONY: help deps venv sim-build sim-up sim-down sim-status demo test unit integration lint sanity molecule collection clean
+.PHONY: help deps venv sim-build sim-up sim-down sim-status sim-node sim-restart demo test unit integration lint sanity molecule collection clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -20,6 +20,8 @@ deps: ## Install the Debian packages the simulator needs (as root); check Go
 	@missing=""; \
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
 	command -v docker-registry >/dev/null || missing="$$missing docker-registry"; \
+	command -v sudo >/dev/null || missing="$$missing sudo"; \
+	[ -x /usr/sbin/sshd ] || missing="$$missing openssh-server"; \
 	command -v socat >/dev/null || missing="$$missing socat"; \
 	command -v iptables >/dev/null || missing="$$missing iptables"; \
 	command -v ipset >/dev/null || missing="$$missing ipset"; \
@@ -52,6 +54,14 @@ sim-down: ## Stop the simulated cluster and remove its state
 
 sim-status: venv ## Show the simulated cluster's nodes
 	$(SIM) status
+
+sim-node: venv ## Take a node down or bring it back: make sim-node NODE=k3s-gpu-0 STATE=down|up
+	@if [ -z "$(NODE)" ] || [ -z "$(STATE)" ]; then echo "usage: make sim-node NODE=<node> STATE=down|up (make sim-status lists the nodes)"; exit 2; fi
+	$(SIM) node '$(NODE)' --state '$(STATE)'
+
+sim-restart: venv ## Restart one control-plane process in place: make sim-restart COMPONENT=kube-apiserver
+	@if [ -z "$(COMPONENT)" ]; then echo "usage: make sim-restart COMPONENT=kube-apiserver|kube-controller-manager|kube-scheduler|etcd"; exit 2; fi
+	$(SIM) restart '$(COMPONENT)'
 
 demo: sim-up collection ## Set everything up, start the simulated GPU cluster and converge Ollama onto it
 	ANSIBLE_CONFIG=ansible.cfg $(VENV)/bin/ansible-playbook -i inventories/sim playbooks/site.yml

@@ -13,7 +13,9 @@ description:
   - Runs C(nvidia-smi) on the host (reached over SSH like any Ansible host) and reads k3s's containerd configuration.
   - Returns the driver and CUDA versions, each GPU with name, memory, UUID and persistence mode, and whether
     containerd registers the C(nvidia) runtime.
-  - Fails with the cause and the fix when C(nvidia-smi) is missing or cannot reach the driver.
+  - Fails with the cause and the fix when C(nvidia-smi) is missing or cannot reach the driver, and when the
+    containerd configuration exists but this user cannot read it (k3s keeps C(/var/lib/rancher/k3s/agent/etc)
+    readable by root only, so run it with C(become)).
 version_added: 0.1.0
 author:
   - llmops.ollama maintainers (@llmops-ollama)
@@ -65,14 +67,16 @@ gpu:
       description: Whether persistence mode is on for every GPU.
       type: bool
     containerd_config_found:
-      description: Whether the containerd configuration file exists.
+      description: Whether the containerd configuration file exists (a file that cannot be read fails the module).
       type: bool
     containerd_nvidia_runtime:
       description: Whether containerd registers the C(nvidia) runtime.
       type: bool
 '''
 
+import errno
 import os
+import pwd
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -105,11 +109,22 @@ def main():
     except NvidiaSmiError as exc:
         module.fail_json(msg='could not read nvidia-smi output: %s' % exc)
     config = module.params['containerd_config']
-    facts['containerd_config_found'] = os.path.exists(config)
+    facts['containerd_config_found'] = False
     facts['containerd_nvidia_runtime'] = False
-    if facts['containerd_config_found']:
+    try:
         with open(config) as handle:
-            facts['containerd_nvidia_runtime'] = containerd_has_nvidia_runtime(handle.read())
+            text = handle.read()
+    except (IOError, OSError) as exc:
+        # A file in a directory this user cannot enter looks absent to os.path.exists: tell the two apart.
+        if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
+            module.fail_json(msg='cannot read the containerd configuration %s on %s as user %s: %s. Fix: run the host '
+                                 'checks with become (gpu_preflight_host_become: true; k3s keeps '
+                                 '/var/lib/rancher/k3s/agent/etc readable by root only), or point containerd_config '
+                                 'at a file this user can read'
+                                 % (config, os.uname()[1], pwd.getpwuid(os.geteuid()).pw_name, exc.strerror))
+    else:
+        facts['containerd_config_found'] = True
+        facts['containerd_nvidia_runtime'] = containerd_has_nvidia_runtime(text)
     module.exit_json(changed=False, gpu=facts)
 
 

@@ -1,4 +1,4 @@
-"""Command line: python -m sim {build,up,down,status,controller}."""
+"""Command line: python -m sim {build,up,down,status,profiles,node,restart,controller}."""
 
 import argparse
 import sys
@@ -17,6 +17,12 @@ def main(argv=None) -> int:
     sub.add_parser("down", help="stop every process and remove the state")
     sub.add_parser("status", help="nodes with GPU allocatable, zones and taints")
     sub.add_parser("profiles", help="list profiles")
+    node_p = sub.add_parser("node", help="take a node down (no heartbeats, its pods' processes stopped) or bring it back")
+    node_p.add_argument("name")
+    node_p.add_argument("--state", required=True, help="down or up")
+    node_p.add_argument("--no-wait", action="store_true", help="return at once instead of waiting for the node controller")
+    restart_p = sub.add_parser("restart", help="restart one control-plane process in place")
+    restart_p.add_argument("component")
     ctl = sub.add_parser("controller", help=argparse.SUPPRESS)
     ctl.add_argument("--state", required=True)
     args = parser.parse_args(argv)
@@ -39,6 +45,12 @@ def main(argv=None) -> int:
             from . import profiles
             for name in profiles.names():
                 print(f"{name:<18} {profiles.load(name).get('description', '')}")
+        elif args.command == "node":
+            from .faults import set_node
+            set_node(args.name, args.state, wait=not args.no_wait)
+        elif args.command == "restart":
+            from .faults import restart
+            restart(args.component)
         elif args.command == "controller":
             from .controller import run
             run(Path(args.state))

@@ -2,6 +2,8 @@
 kube-scheduler, the KWOK controller and the simulator's own controller (volumes, Ollama pods)."""
 
 import base64
+import contextlib
+import fcntl
 import ipaddress
 import json
 import os
@@ -15,7 +17,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import build, models, netpol, network, pki, profiles, registry, runtime, traefik
+from . import build, hosts, models, netpol, network, pki, profiles, registry, runtime, traefik
 from .errors import SimError
 from .kube import Kube, wait_for
 from .paths import SIM_ROOT, cache_dir, read_versions, state_dir
@@ -48,8 +50,25 @@ def read_state() -> dict:
 def _write_state(state: dict) -> None:
     # Atomic: the simulator's controller may read the file while it is rewritten.
     partial = _state_file().with_suffix(".json.partial")
-    partial.write_text(json.dumps(state, indent=2))
+    # Root-only: it holds each component's environment (for restarts in place).
+    with open(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+        handle.write(json.dumps(state, indent=2))
+    partial.chmod(0o600)
     partial.replace(_state_file())
+
+
+@contextlib.contextmanager
+def locked_state():
+    """Read, change and write state.json with no other command of the simulator in between."""
+    with open(state_dir() / "state.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            state = read_state()
+            yield state
+            if state:
+                _write_state(state)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _ports() -> dict:
@@ -137,6 +156,8 @@ class Cluster:
         profile = profiles.load(profile_name)
         if profile.get("scale"):
             profiles.scale_node_count()
+        if profile.get("ssh_hosts"):
+            hosts.check_prerequisites(self.dir)
         state = read_state()
         if state and self._all_running(state):
             if state["profile"] != profile_name:
@@ -144,6 +165,7 @@ class Cluster:
                                "run make sim-down first, then make sim-up PROFILE=" + profile_name)
             self.log(f"simulated cluster already up (profile {profile_name})")
             self._apply_profile(state, profile)
+            self._start_hosts(state, profile)
             return state
         if state or _pid_of_ours(self.marker):
             self.log("cleaning up a previous simulated cluster that is no longer whole")
@@ -161,6 +183,7 @@ class Cluster:
             self._apply_profile(state, profile)
             if netpol.enabled(profile):
                 self._start_policy_engine(state, binaries)
+            self._start_hosts(state, profile)
         except BaseException:
             self._keep_failed_logs()
             self.down(quiet=True)
@@ -193,6 +216,7 @@ class Cluster:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        hosts.stop(self.dir)
         runtime.cleanup(self.dir)
         if self.dir.exists():
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -228,13 +252,17 @@ class Cluster:
             kubeconfig_text(ports, self.pki, "kube-router", "sim-kube-router", server_host=network.NODE_IP))
 
     def _spawn(self, state: dict, name: str, argv: list, env=None) -> None:
-        logfile = open(self.logs / f"{name}.log", "ab")
         env = dict(env or os.environ, **{OWNER_ENV: self.marker})
-        proc = subprocess.Popen(argv, stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, env=env, cwd=self.dir)
-        logfile.close()
-        state["pids"][name] = proc.pid
+        state["pids"][name] = self.popen(name, argv, env)
+        # `sim restart` starts it again from these, in place.
+        state.setdefault("spawn", {})[name] = {"argv": [str(a) for a in argv], "env": env}
         _write_state(state)
+
+    def popen(self, name: str, argv: list, env: dict) -> int:
+        with open(self.logs / f"{name}.log", "ab") as logfile:
+            proc = subprocess.Popen(argv, stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True, env=env, cwd=self.dir)
+        return proc.pid
 
     def _check_exited(self, state: dict, name: str) -> None:
         if not _alive(state["pids"][name], self.marker):
@@ -356,8 +384,9 @@ class Cluster:
 
         def all_ready():
             items, _ = api.list_all("/api/v1/nodes")
-            # Ready, and the node lifecycle controller has lifted its not-ready taint.
-            ready = {n["metadata"]["name"] for n in items
+            # Ready, and the node lifecycle controller has lifted its not-ready taint; a node downed on
+            # purpose (sim node NAME --state down) stays down.
+            ready = set(state.get("down_nodes") or []) | {n["metadata"]["name"] for n in items
                      if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions", []))
                      and not any(t["key"].startswith("node.kubernetes.io/") for t in n["spec"].get("taints", []))}
             return want <= ready
@@ -376,6 +405,15 @@ class Cluster:
             self._wait(state, "kwok", plugin_ready, timeout, interval=0.5 if len(want) < 500 else 3)
         traefik.apply(api, profile, state)
         state["nodes"] = len(want)
+
+    def _start_hosts(self, state: dict, profile: dict) -> None:
+        if not profile.get("ssh_hosts"):
+            return
+        nodes = hosts.gpu_node_names(profiles.nodes(profile, state["kubernetes_version"]))
+        if not nodes:
+            return
+        hosts.start(self.dir, state, nodes, {OWNER_ENV: self.marker}, log=self.log)
+        _write_state(state)
 
 
 def _pod_cidr() -> str:
@@ -429,6 +467,11 @@ def status() -> str:
     if len(nodes) > 50:
         lines.append(f"... and {len(nodes) - 50} more nodes")
     lines += [line for line in [traefik.status_line(state, profiles.load(state["profile"]))] if line]
+    if state.get("down_nodes"):
+        lines.append("down on purpose (make sim-node NODE=... STATE=up): " + ", ".join(state["down_nodes"]))
+    for node, host in (state.get("hosts") or {}).items():
+        lines.append(f"GPU host {node}: ssh -i {host['key']} -o UserKnownHostsFile={host['known_hosts']} "
+                     f"{host['user']}@{host['ip']}" + ("" if hosts.running(host) else "   (sshd DOWN)"))
     if state.get("registry"):
         lines.append(f"model registry: {state['registry']} (pull with insecure: true); models: "
                      + ", ".join(ref.split("/", 1)[1] for ref in state.get("models", {})))

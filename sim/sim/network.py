@@ -119,17 +119,22 @@ def cleanup(state_dir: Path) -> None:
 
 
 # ---- sandboxes ---------------------------------------------------------------------------------
-def create_sandbox(state_dir: Path, key: str, address: str) -> str:
+def node_side_link(key: str) -> str:
+    """The sandbox's veth in the node namespace."""
+    return "lv" + _short(key)
+
+
+def create_sandbox(state_dir: Path, key: str, address: str, netns: str = None) -> str:
     """A network namespace with `address` on eth0, routed from the node namespace. Idempotent."""
     node = node_netns(state_dir)
-    netns = sandbox_netns(state_dir, key)
-    node_side = "lv" + _short(key)
+    netns = netns or sandbox_netns(state_dir, key)
+    node_side = node_side_link(key)
     if _netns_exists(netns):
         current = ip("-n", netns, "-4", "-o", "addr", "show", "dev", "eth0", check=False).stdout
         if f" {address}/32 " in current:
             ip("-n", node, "route", "replace", f"{address}/32", "dev", node_side)
             return netns
-        delete_sandbox(state_dir, key)
+        delete_sandbox(state_dir, key, netns)
     ip("netns", "add", netns)
     try:
         ip("-n", node, "link", "add", node_side, "type", "veth", "peer", "name", "eth0", "netns", netns)
@@ -148,9 +153,9 @@ def create_sandbox(state_dir: Path, key: str, address: str) -> str:
     return netns
 
 
-def delete_sandbox(state_dir: Path, key: str) -> None:
-    ip("-n", node_netns(state_dir), "link", "del", "lv" + _short(key), check=False)
-    ip("netns", "del", sandbox_netns(state_dir, key), check=False)
+def delete_sandbox(state_dir: Path, key: str, netns: str = None) -> None:
+    ip("-n", node_netns(state_dir), "link", "del", node_side_link(key), check=False)
+    ip("netns", "del", netns or sandbox_netns(state_dir, key), check=False)
 
 
 def create_pod_sandbox(state_dir: Path, uid: str, address: str) -> str:
