@@ -47,15 +47,12 @@ def answering_pod(cluster, namespace, app, exclude=(), timeout=120):
     return cluster.wait_for(find, timeout=timeout, what=f"an answering Ollama pod of {app}")
 
 
-def processes_mentioning(text):
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and text.encode() in (proc / "environ").read_bytes():
-                found.append(int(proc.name))
-        except OSError:
-            pass
-    return found
+def pod_processes(cluster, uid):
+    """The processes in the pod's network namespace (every container of it runs there)."""
+    from sim import network
+    netns = network.pod_netns(cluster.kubeconfig.parent, uid)
+    result = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True, check=False)
+    return [int(pid) for pid in result.stdout.split() if pid.isdigit()]
 
 
 def node_view(cluster, name):
@@ -70,7 +67,7 @@ def test_a_downed_node_goes_not_ready_its_pods_stop_answering_and_up_brings_it_b
     cluster.apply(ollama_deployment(namespace, "ollama"))
     pod = answering_pod(cluster, namespace, "ollama")
     name, node, uid = pod["metadata"]["name"], pod["spec"]["nodeName"], pod["metadata"]["uid"]
-    assert processes_mentioning(uid), "the simulator runs no process for the pod"
+    assert pod_processes(cluster, uid), "the simulator runs no process for the pod"
     started = time.monotonic()
     try:
         down = faults.set_node(node, "down", log=print)
@@ -78,7 +75,7 @@ def test_a_downed_node_goes_not_ready_its_pods_stop_answering_and_up_brings_it_b
         ready, taints = node_view(cluster, node)
         assert ready == "Unknown" and ("node.kubernetes.io/unreachable", "NoExecute") in taints
         assert not answers(cluster, namespace, name)
-        assert processes_mentioning(uid) == []
+        assert pod_processes(cluster, uid) == []
         # The taint manager evicts it after the 20 s toleration; the ReplicaSet replaces it on the other GPU node.
         replacement = answering_pod(cluster, namespace, "ollama", exclude=(name,), timeout=90)
         evicted_after = round(time.monotonic() - started, 1)
