@@ -23,15 +23,31 @@ options:
     description: A URL where the controller reaches Ollama directly, instead of I(pod) or I(service).
     type: str
   port:
-    description: Ollama's port in the pod or service.
+    description:
+      - The port in the pod or service. Unset, a pod is reached on the gate's port C(8080) (in the collection's
+        pods Ollama listens on 127.0.0.1 behind the gate) and a service on C(11434).
+      - Give C(11434) for a plain Ollama pod without the gate.
     type: int
-    default: 11434
   url_validate_certs:
     description: Verify the TLS certificate of I(url).
     type: bool
     default: true
   url_headers:
-    description: Extra HTTP headers for I(url), e.g. C(Authorization) for an Ingress with basic auth.
+    description: Extra HTTP headers for I(url).
     type: dict
     default: {}
+  admin_key:
+    description:
+      - The gate's admin key, sent in the header C(X-Llmops-Admin-Key) (kube-apiserver's proxy consumes
+        C(Authorization) itself). It opens every route of the gate, the admin routes (pull, push, create, delete,
+        copy, blobs) included. The collection's roles read it from the Secret C(<ollama_name>-gate-admin).
+      - Falls back to the environment variable C(LLMOPS_OLLAMA_ADMIN_KEY).
+    type: str
+  api_key:
+    description:
+      - A client key of the gate, sent with I(url) as C(Authorization) C(Bearer <key>), as the OpenAI and Ollama
+        clients send it. It opens the inference routes (and the admin routes listed in
+        C(ollama_gate_open_admin_endpoints)).
+      - Falls back to the environment variable C(LLMOPS_OLLAMA_API_KEY).
+    type: str
 '''

@@ -85,8 +85,10 @@ class Api(object):
                                'ollama_context (or K8S_AUTH_CONTEXT) to a context in it')
         self.host = self.transport.host
 
-    def _call(self, method, path, body=None, query=None, timeout=None, stream=False, content_type=None):
-        headers = {'Accept': 'application/json', 'Content-Type': content_type or 'application/json'}
+    def _call(self, method, path, body=None, query=None, timeout=None, stream=False, content_type=None,
+              headers=None):
+        headers = dict(headers or {}, Accept='application/json')
+        headers['Content-Type'] = content_type or 'application/json'
         try:
             answer = self.transport.call(method, path, body=body, query=query, headers=headers,
                                          timeout=timeout or self.timeout, stream=stream)
@@ -98,8 +100,10 @@ class Api(object):
             raise ClusterError(*_describe_api_error(method, path, answer.status, answer.data, answer.reason))
         return answer
 
-    def request(self, method, path, body=None, query=None, timeout=None, content_type=None):
-        response = self._call(method, path, body=body, query=query, timeout=timeout, content_type=content_type)
+    def request(self, method, path, body=None, query=None, timeout=None, content_type=None, headers=None):
+        """The decoded JSON answer; headers are sent as well (e.g. the gate's admin key through a pod proxy)."""
+        response = self._call(method, path, body=body, query=query, timeout=timeout, content_type=content_type,
+                              headers=headers)
         data = response.data
         if not data:
             return {}
@@ -108,11 +112,11 @@ class Api(object):
         except ValueError:
             return {'raw': data.decode('utf-8', 'replace')}
 
-    def stream_lines(self, method, path, body=None, timeout=None):
+    def stream_lines(self, method, path, body=None, timeout=None, headers=None):
         """Yield each line of a streamed answer (Ollama's progress stream), decoded as JSON. A read that outlasts
         timeout, or a stream that breaks off, raises the socket's own error: the caller tells a stall (its
         'timed out') from a break."""
-        answer = self._call(method, path, body=body, timeout=timeout, stream=True)
+        answer = self._call(method, path, body=body, timeout=timeout, stream=True, headers=headers)
         for line in answer.lines():
             yield json.loads(line)
 

@@ -21,9 +21,16 @@ import socket
 import tempfile
 import time
 
+from ansible.module_utils.basic import env_fallback
+
 from ansible_collections.llmops.ollama.plugins.module_utils.plan import model_display_name, parse_model_name
 
 DEFAULT_PORT = 11434
+# The collection's pods: the gate listens on GATE_PORT of the pod IP, the Service keeps DEFAULT_PORT.
+GATE_PORT = 8080
+ADMIN_HEADER = 'X-Llmops-Admin-Key'
+GATE_FIX = ('give the gate\'s admin key (admin_key, or LLMOPS_OLLAMA_ADMIN_KEY; the roles read it from the Secret '
+            '<ollama_name>-gate-admin) through the API server, or a client key (api_key) with url')
 DIGEST_RE = re.compile(r'^sha256:[0-9a-f]{64}$')
 MANIFEST_ACCEPT = ', '.join([
     'application/vnd.docker.distribution.manifest.v2+json',
@@ -123,13 +130,17 @@ def _error_text(message, status):
 class ProxyEndpoint(Endpoint):
     """A pod (``pod``) or a service (``service``) through the API server's proxy."""
 
-    def __init__(self, api, namespace, pod=None, service=None, port=DEFAULT_PORT):
+    def __init__(self, api, namespace, pod=None, service=None, port=None, admin_key=None):
         from ansible_collections.llmops.ollama.plugins.module_utils.k8s import pod_proxy_path, service_proxy_path
         self.api = api
         self.namespace = namespace
         self.pod = pod
         self.service = service
-        self.port = port
+        # A pod is reached on the gate's port, a service on its own port (which targets the gate).
+        self.port = port or (GATE_PORT if pod else DEFAULT_PORT)
+        port = self.port
+        # kube-apiserver consumes Authorization itself: the gate's admin key travels in its own header.
+        self.headers = {ADMIN_HEADER: admin_key} if admin_key else {}
         if pod:
             self.description = 'pod %s/%s' % (namespace, pod)
             self._path = lambda path: pod_proxy_path(namespace, pod, port, path)
@@ -152,11 +163,14 @@ class ProxyEndpoint(Endpoint):
                               kind=UNREACHABLE, status=status)
         if status in (502, 503) and ('error trying to reach' in low or 'dial tcp' in low or 'no endpoints' in low
                                      or 'connection refused' in low):
-            raise OllamaError('%s does not answer on port %s: %s' % (self.description, self.port, text),
-                              'check that the pod is Running and Ollama listens on port %s (OLLAMA_HOST)' % self.port,
+            fix = ('check that the pod is Running and listens on port %s (the gate\'s port in the collection\'s pods, '
+                   '%s; Ollama\'s own, %s, elsewhere)' % (self.port, GATE_PORT, DEFAULT_PORT))
+            raise OllamaError('%s does not answer on port %s: %s' % (self.description, self.port, text), fix,
                               kind=UNREACHABLE, status=status)
         if status in (401, 403):
-            raise OllamaError(exc.message, exc.fix, kind=UNAUTHORIZED, status=status)
+            gate = 'llmops.ollama gate' in low
+            raise OllamaError(text if gate else exc.message, GATE_FIX if gate else exc.fix, kind=UNAUTHORIZED,
+                              status=status)
         kind, fix = classify(text, status)
         if status == 404 and kind == HTTP:
             kind, fix = NOT_FOUND, 'the model is not on this endpoint'
@@ -164,7 +178,7 @@ class ProxyEndpoint(Endpoint):
 
     def _request(self, method, path, body, timeout):
         try:
-            return self.api.request(method, self._path(path), body=body, timeout=timeout)
+            return self.api.request(method, self._path(path), body=body, timeout=timeout, headers=self.headers)
         except Exception as exc:  # ClusterError, classified in _fail
             self._fail(exc)
 
@@ -172,7 +186,8 @@ class ProxyEndpoint(Endpoint):
         try:
             # A number is the read timeout of each read (the connect timeout is at most 10 s): a silent
             # stream raises after read_timeout seconds.
-            lines = self.api.stream_lines(method, self._path(path), body=body, timeout=read_timeout)
+            lines = self.api.stream_lines(method, self._path(path), body=body, timeout=read_timeout,
+                                          headers=self.headers)
             yield from lines
         except OllamaError:
             raise
@@ -190,11 +205,16 @@ class ProxyEndpoint(Endpoint):
 class UrlEndpoint(Endpoint):
     """Ollama at a URL the controller reaches (``http://ollama.example.com:11434``)."""
 
-    def __init__(self, url, validate_certs=True, headers=None, opener=None):
+    def __init__(self, url, validate_certs=True, headers=None, opener=None, api_key=None, admin_key=None):
         self.base = url.rstrip('/')
         self.description = self.base
         self.validate_certs = validate_certs
         self.headers = dict(headers or {})
+        # The gate's client key, as the OpenAI and Ollama clients send it; the admin key for admin routes.
+        if api_key:
+            self.headers['Authorization'] = 'Bearer %s' % api_key
+        if admin_key:
+            self.headers[ADMIN_HEADER] = admin_key
         if opener is None:
             from ansible.module_utils.urls import open_url
             opener = open_url
@@ -218,7 +238,9 @@ class UrlEndpoint(Endpoint):
                 text = str(exc)
             text = text.decode('utf-8', 'replace') if isinstance(text, bytes) else str(text)
             kind, fix = classify(text, exc.code)
-            if exc.code == 404 and kind == HTTP:
+            if exc.code in (401, 403) and 'llmops.ollama gate' in text:
+                kind, fix = UNAUTHORIZED, GATE_FIX
+            elif exc.code == 404 and kind == HTTP:
                 kind, fix = NOT_FOUND, 'the model is not on this endpoint'
             raise OllamaError(text, fix, kind=kind, status=exc.code)
         except (URLError, socket.timeout, OSError) as exc:
@@ -708,15 +730,22 @@ def resolve_model_sizes(models, insecure_registries=(), timeout=10, opener=None,
 
 # ---------------------------------------------------------------- module glue
 
+# The gate's keys: the admin key for the collection's calls (any endpoint), a client key for url.
+KEY_ARGS = dict(
+    admin_key=dict(type='str', no_log=True, fallback=(env_fallback, ['LLMOPS_OLLAMA_ADMIN_KEY'])),
+    api_key=dict(type='str', no_log=True, fallback=(env_fallback, ['LLMOPS_OLLAMA_API_KEY'])),
+)
+
 ENDPOINT_ARGS = dict(
     namespace=dict(type='str'),
     pod=dict(type='str'),
     service=dict(type='str'),
     url=dict(type='str'),
-    port=dict(type='int', default=DEFAULT_PORT),
+    port=dict(type='int'),
     url_validate_certs=dict(type='bool', default=True),
     url_headers=dict(type='dict', default={}, no_log=True),
     request_timeout=dict(type='int', default=30),
+    **KEY_ARGS
 )
 
 
@@ -730,7 +759,8 @@ def make_endpoint(module, pod=None, service=None, url=None):
         if not re.match(r'^https?://[^\s/]+', url):
             module.fail_json(msg='url %r is not an http(s) URL. Fix: give e.g. http://ollama.example.com:11434' % url)
         return UrlEndpoint(url, validate_certs=params.get('url_validate_certs', True),
-                           headers=params.get('url_headers') or {})
+                           headers=params.get('url_headers') or {}, api_key=params.get('api_key'),
+                           admin_key=params.get('admin_key'))
     if not params.get('namespace') or not (pod or service):
         module.fail_json(msg='no endpoint given. Fix: set namespace with pod (one replica) or service, or url')
     from ansible_collections.llmops.ollama.plugins.module_utils.k8s import Api, ClusterError
@@ -738,7 +768,8 @@ def make_endpoint(module, pod=None, service=None, url=None):
         api = Api(module, request_timeout=params.get('request_timeout') or 30)
     except ClusterError as exc:
         module.fail_json(msg=str(exc))
-    return ProxyEndpoint(api, params['namespace'], pod=pod, service=service, port=params.get('port') or DEFAULT_PORT)
+    return ProxyEndpoint(api, params['namespace'], pod=pod, service=service, port=params.get('port'),
+                         admin_key=params.get('admin_key'))
 
 
 def endpoint_label(endpoint):

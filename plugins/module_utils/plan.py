@@ -20,6 +20,7 @@ import copy
 import difflib
 import re
 
+from ansible_collections.llmops.ollama.plugins.module_utils import gate
 from ansible_collections.llmops.ollama.plugins.module_utils.cluster_facts import RWX_PROVISIONERS
 from ansible_collections.llmops.ollama.plugins.module_utils.quantity import (
     GI,
@@ -96,6 +97,8 @@ DEFAULTS = {
     'existing_replicas': None,
     'ingress': INGRESS_DEFAULTS,
 }
+# The gate's settings (auth, keys, routes, limits, startup budget): decided in gate.py.
+DEFAULTS.update(gate.DEFAULTS)
 
 # config key -> the role variable a user sets. Keys of the ingress dict map to
 # ollama_ingress_<key>. Variables without the ollama_ prefix name a cluster fact.
@@ -1201,6 +1204,7 @@ def compute_plan(facts, config):
         check_gpu_memory(models, eligible, gpus_per_pod, allow_offload, report)
     check_existing_objects(facts, name, workload_kind, storage, report)
     ingress = normalize_ingress(cfg['ingress'], report)
+    gate_plan = gate.plan_gate(cfg, name, replicas, workload_kind, strategy, rolling_update, report)
 
     return {
         'ok': not report.errors,
@@ -1239,4 +1243,5 @@ def compute_plan(facts, config):
         'zones': spread['zones'],
         'models': models,
         'ingress': ingress,
+        'gate': gate_plan,
     }

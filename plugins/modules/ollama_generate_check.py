@@ -85,13 +85,15 @@ EXAMPLES = r'''
   llmops.ollama.ollama_generate_check:
     namespace: ollama
     pod: ollama-0
+    admin_key: "{{ gate_admin_key }}"  # the key of the Secret ollama-gate-admin
     model: llama3.2:3b
     min_tokens_per_second: 20
   register: smoke
 
-- name: Accept a CPU-only Ollama (a test cluster)
+- name: Accept a CPU-only Ollama behind an Ingress (a test cluster), with a client key
   llmops.ollama.ollama_generate_check:
-    url: http://localhost:11434
+    url: https://ollama.example.com
+    api_key: "{{ vault_ollama_api_key }}"
     model: tiny-a
     allow_cpu: true
 '''

@@ -42,17 +42,29 @@ options:
     elements: str
     default: []
   port:
-    description: Ollama's port in the pods and the service.
+    description:
+      - The port in the pods and the service. Unset, pods are reached on the gate's port C(8080) (the collection's
+        pods) and the service on C(11434). Give C(11434) for plain Ollama pods without the gate.
     type: int
-    default: 11434
   url_validate_certs:
     description: Verify the TLS certificates of I(urls).
     type: bool
     default: true
   url_headers:
-    description: Extra HTTP headers for I(urls), e.g. C(Authorization).
+    description: Extra HTTP headers for I(urls).
     type: dict
     default: {}
+  admin_key:
+    description:
+      - The gate's admin key, sent in the header C(X-Llmops-Admin-Key) to every endpoint (kube-apiserver's proxy
+        consumes C(Authorization) itself). The collection's roles read it from the Secret C(<ollama_name>-gate-admin).
+      - Falls back to the environment variable C(LLMOPS_OLLAMA_ADMIN_KEY).
+    type: str
+  api_key:
+    description:
+      - A client key of the gate, sent to I(urls) as C(Authorization) C(Bearer <key>).
+      - Falls back to the environment variable C(LLMOPS_OLLAMA_API_KEY).
+    type: str
   request_timeout:
     description: Seconds each request may take; an endpoint that does not answer in time is reported unreachable.
     type: int
@@ -89,11 +101,10 @@ EXAMPLES = r'''
     msg: "{{ item.endpoint.description }}: {{ item.loaded | map(attribute='processor') | list }}"
   loop: "{{ info.endpoints }}"
 
-- name: Read an Ollama behind an Ingress
+- name: Read an Ollama behind an Ingress with a client key of the gate
   llmops.ollama.ollama_info:
     urls: [https://ollama.example.com]
-    url_headers:
-      Authorization: "Basic {{ 'user:secret' | b64encode }}"
+    api_key: "{{ vault_ollama_api_key }}"
 '''
 
 RETURN = r'''
@@ -137,7 +148,7 @@ pods:
 
 from ansible_collections.llmops.ollama.plugins.module_utils.k8s import Api, ClusterError, new_module, read_pods
 from ansible_collections.llmops.ollama.plugins.module_utils.ollama_client import (
-    DEFAULT_PORT,
+    KEY_ARGS,
     ProxyEndpoint,
     UrlEndpoint,
     endpoint_info,
@@ -151,11 +162,12 @@ def main():
         label_selector=dict(type='raw'),
         service=dict(type='str'),
         urls=dict(type='list', elements='str', default=[]),
-        port=dict(type='int', default=DEFAULT_PORT),
+        port=dict(type='int'),
         url_validate_certs=dict(type='bool', default=True),
         url_headers=dict(type='dict', default={}, no_log=True),
         request_timeout=dict(type='int', default=30),
         fail_on_unreachable=dict(type='bool', default=True),
+        **KEY_ARGS
     ), supports_check_mode=True)
     params = module.params
     if not (params['pods'] or params['label_selector'] or params['service'] or params['urls']):
@@ -171,11 +183,13 @@ def main():
                 pods += [p for p in running if p not in pods]
         except ClusterError as exc:
             module.fail_json(msg=str(exc))
-        endpoints += [ProxyEndpoint(api, params['namespace'], pod=p, port=params['port']) for p in pods]
+        endpoints += [ProxyEndpoint(api, params['namespace'], pod=p, port=params['port'],
+                                    admin_key=params['admin_key']) for p in pods]
         if params['service']:
-            endpoints.append(ProxyEndpoint(api, params['namespace'], service=params['service'], port=params['port']))
-    endpoints += [UrlEndpoint(u, validate_certs=params['url_validate_certs'], headers=params['url_headers'])
-                  for u in params['urls']]
+            endpoints.append(ProxyEndpoint(api, params['namespace'], service=params['service'], port=params['port'],
+                                           admin_key=params['admin_key']))
+    endpoints += [UrlEndpoint(u, validate_certs=params['url_validate_certs'], headers=params['url_headers'],
+                              api_key=params['api_key'], admin_key=params['admin_key']) for u in params['urls']]
     results = [endpoint_info(e, params['request_timeout']) for e in endpoints]
     unreachable = [r for r in results if not r['reachable']]
     if unreachable and params['fail_on_unreachable']:

@@ -107,10 +107,19 @@ notes:
 '''
 
 EXAMPLES = r'''
+- name: Read the gate's admin key (pulls and deletes are admin routes)
+  kubernetes.core.k8s_info:
+    kind: Secret
+    namespace: ollama
+    name: ollama-gate-admin
+  register: gate_admin
+  no_log: true
+
 - name: Pull two models into one replica
   llmops.ollama.ollama_model:
     namespace: ollama
     pod: ollama-0
+    admin_key: "{{ gate_admin.resources[0].data.key | b64decode }}"
     models:
       - llama3.2:3b
       - name: qwen2.5:7b
@@ -121,16 +130,17 @@ EXAMPLES = r'''
   llmops.ollama.ollama_model:
     namespace: ollama
     service: ollama
+    admin_key: "{{ gate_admin.resources[0].data.key | b64decode }}"
     models: [llama3.2:3b]
     prune: true
 
-- name: Pull from a plain-HTTP private registry
+- name: Pull from a plain-HTTP private registry into an Ollama without the gate
   llmops.ollama.ollama_model:
     url: http://ollama.internal:11434
     models: [registry.internal:5000/team/assistant:v3]
     insecure_registries: [registry.internal:5000]
 
-- name: Remove a model
+- name: Remove a model (LLMOPS_OLLAMA_ADMIN_KEY holds the admin key)
   llmops.ollama.ollama_model:
     namespace: ollama
     pod: ollama-0

@@ -85,21 +85,66 @@ class Cluster:
                 return ref
         pytest.skip(f"no registry model {short_name} (set LLMOPS_TEST_MODELS for an external cluster)")
 
-    def ollama(self, namespace, pod, path, body=None, check=True, timeout=300):
+    def api_client(self):
+        from kubernetes import config
+        if self._api is None:
+            self._api = config.new_client_from_config(str(self.kubeconfig))
+        return self._api
+
+    def gate_keys(self, namespace, name="ollama"):
+        """The gate's keys of the workload `name`: {"admin": key, "clients": [keys]} (clients empty when the Secret
+        NAME-api-keys does not exist), read from the Secrets the collection writes."""
+        import base64
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+        core = client.CoreV1Api(self.api_client())
+
+        def data(secret, key):
+            try:
+                value = core.read_namespaced_secret(secret, namespace).data or {}
+            except ApiException as exc:
+                if exc.status == 404:
+                    return ""
+                raise
+            return base64.b64decode(value.get(key) or "").decode()
+
+        clients = [k.strip() for k in data(f"{name}-api-keys", "keys").splitlines()
+                   if k.strip() and not k.startswith("#")]
+        return {"admin": data(f"{name}-gate-admin", "key"), "clients": clients}
+
+    def _ollama_route(self, namespace, pod):
+        """(port, headers) to reach Ollama in a pod: a pod of the collection (a container named gate) through the
+        gate's port with its admin key (kube-apiserver consumes Authorization, so it travels in
+        X-Llmops-Admin-Key); any other pod (the simulator's own Ollama pods) on Ollama's 11434."""
+        from kubernetes import client
+        spec = client.CoreV1Api(self.api_client()).read_namespaced_pod(pod, namespace)
+        gate = next((c for c in spec.spec.containers if c.name == "gate"), None)
+        if gate is None:
+            return 11434, {}
+        port = next(p.container_port for p in gate.ports or [] if p.name == "http")
+        instance = (spec.metadata.labels or {}).get("app.kubernetes.io/instance", "ollama")
+        return port, {"X-Llmops-Admin-Key": self.gate_keys(namespace, instance)["admin"]}
+
+    def ollama(self, namespace, pod, path, body=None, check=True, timeout=300, port=None, headers=None):
         """Call Ollama's API in a pod through the API server's pod proxy.
 
+        The collection's pods are reached through their gate with the admin key, other pods on 11434 (see
+        _ollama_route); port and headers replace that choice (headers={} calls the gate without a key).
         Returns the decoded JSON answer; with check=False an error answer comes back as
         {"error": ..., "http_status": N} instead of raising.
         """
-        from kubernetes import config
         from kubernetes.client.exceptions import ApiException
-        if self._api is None:
-            self._api = config.new_client_from_config(str(self.kubeconfig))
-        resource = f"/api/v1/namespaces/{namespace}/pods/{pod}:11434/proxy{path}"
+        api = self.api_client()
+        resource = f"/api/v1/namespaces/{namespace}/pods/{pod}"
         try:
-            response = self._api.call_api(
+            if port is None or headers is None:
+                route_port, route_headers = self._ollama_route(namespace, pod)
+                port = route_port if port is None else port
+                headers = route_headers if headers is None else headers
+            resource = f"/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy{path}"
+            response = api.call_api(
                 resource, "POST" if body is not None else "GET", body=body,
-                header_params={"Content-Type": "application/json", "Accept": "application/json"},
+                header_params=dict({"Content-Type": "application/json", "Accept": "application/json"}, **headers),
                 auth_settings=["BearerToken"], _preload_content=False, _return_http_data_only=True,
                 _request_timeout=timeout)
             return json.loads(response.data)

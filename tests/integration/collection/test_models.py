@@ -10,12 +10,15 @@ import json
 import os
 import signal
 import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(REPO / ".collections"))
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 NAME = "ollama"
 SELECTOR = {"app.kubernetes.io/name": "ollama", "app.kubernetes.io/instance": NAME}
@@ -23,18 +26,60 @@ SELECTOR = {"app.kubernetes.io/name": "ollama", "app.kubernetes.io/instance": NA
 
 # ---------------------------------------------------------------- helpers
 
+def gate_plan():
+    """The plan's gate section with the defaults (plugins/module_utils/gate.py)."""
+    from ansible_collections.llmops.ollama.plugins.module_utils import gate
+    from ansible_collections.llmops.ollama.plugins.module_utils.plan import Report
+    return gate.plan_gate(dict(gate.DEFAULTS), NAME, 2, "StatefulSet", "RollingUpdate", None, Report())
+
+
+def gate_config():
+    """The gate's nginx.conf as the role renders it (roles/ollama_workload/templates/gate.conf.j2)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        variables, conf = Path(tmp) / "vars.json", Path(tmp) / "nginx.conf"
+        variables.write_text(json.dumps({"ollama_workload_plan": {"gate": gate_plan()}}))
+        template = REPO / "roles" / "ollama_workload" / "templates" / "gate.conf.j2"
+        done = subprocess.run([str(REPO / ".venv" / "bin" / "ansible"), "localhost", "-c", "local", "-m",
+                               "ansible.builtin.template", "-a", f"src={template} dest={conf}", "-e", f"@{variables}"],
+                              capture_output=True, text=True, timeout=120, cwd=REPO,
+                              env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg")))
+        assert done.returncode == 0, done.stdout + done.stderr
+        return conf.read_text()
+
+
 def ollama_statefulset(namespace, replicas=2, gpu=True):
-    """Ollama replicas with a claim each (per-replica storage), as the plan's StatefulSet has them."""
+    """Ollama replicas with a claim each (per-replica storage), as the plan's StatefulSet has them: Ollama on
+    127.0.0.1 behind the gate container, which reads its config and keys from what deploy() writes."""
+    g = gate_plan()
     container = {"name": "ollama", "image": "docker.io/ollama/ollama:0.11.4",
-                 "env": [{"name": "OLLAMA_KEEP_ALIVE", "value": "5m"}],
+                 "env": [{"name": "OLLAMA_HOST", "value": g["ollama_host"]},
+                         {"name": "OLLAMA_KEEP_ALIVE", "value": "5m"}],
                  "volumeMounts": [{"name": "models", "mountPath": "/root/.ollama"}]}
     if gpu:
         container["resources"] = {"limits": {"nvidia.com/gpu": "1"}}
+    paths = g["paths"]
+    gate_container = {
+        "name": "gate", "image": g["image"]["ref"],
+        "command": ["nginx", "-c", paths["config_dir"] + "/nginx.conf", "-e", "stderr", "-g", "daemon off;"],
+        "ports": [{"name": "http", "containerPort": g["port"], "protocol": "TCP"}],
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000,
+                            "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "capabilities": {"drop": ["ALL"]}},
+        "readinessProbe": {"httpGet": {"path": g["ready_path"], "port": "http"}, "periodSeconds": 2},
+        "volumeMounts": [{"name": "gate-config", "mountPath": paths["config_dir"], "readOnly": True},
+                         {"name": "gate-admin", "mountPath": paths["admin_dir"], "readOnly": True},
+                         {"name": "gate-keys", "mountPath": paths["client_dir"], "readOnly": True},
+                         {"name": "gate-tmp", "mountPath": paths["tmp_dir"]}]}
+    volumes = [{"name": "gate-config", "configMap": {"name": g["config_map"]}},
+               {"name": "gate-admin", "secret": {"secretName": g["secrets"]["admin"], "defaultMode": 0o440}},
+               {"name": "gate-keys", "secret": {"secretName": g["secrets"]["api_keys"], "defaultMode": 0o440}},
+               {"name": "gate-tmp", "emptyDir": {}}]
     return {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": NAME, "namespace": namespace},
             "spec": {"replicas": replicas, "podManagementPolicy": "Parallel", "serviceName": NAME,
                      "selector": {"matchLabels": SELECTOR},
                      "template": {"metadata": {"labels": SELECTOR},
-                                  "spec": {"tolerations": [GPU_TOLERATION], "containers": [container]}},
+                                  "spec": {"tolerations": [GPU_TOLERATION], "securityContext": {"fsGroup": 1000},
+                                           "containers": [container, gate_container], "volumes": volumes}},
                      "volumeClaimTemplates": [{"metadata": {"name": "models"}, "spec": {
                          "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "5Gi"}}}}]}}
 
@@ -43,7 +88,7 @@ def plan_for(namespace, models, replicas=2, scope="each_replica"):
     """The part of the gpu_preflight plan that model_pull and verify.yml read."""
     return {"ok": True, "name": NAME, "namespace": namespace, "replicas": replicas, "workload_kind": "StatefulSet",
             "affinity": {"label_selector": SELECTOR}, "storage": {"pull_scope": scope},
-            "models": [{"name": m, "digest": None} for m in models]}
+            "models": [{"name": m, "digest": None} for m in models], "gate": gate_plan()}
 
 
 def running_pods(cluster, namespace, count):
@@ -59,6 +104,12 @@ def running_pods(cluster, namespace, count):
 
 
 def deploy(cluster, namespace, replicas=2, gpu=True):
+    # The gate's keys (the collection's own module) and configuration first: the pods mount them.
+    rc, keys = run_module(cluster, "gate_keys", {"name": NAME, "namespace": namespace})
+    assert rc == 0 and keys["changed"], keys
+    g = gate_plan()
+    cluster.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": g["config_map"], "namespace": namespace},
+                   "data": {"nginx.conf": gate_config()}})
     cluster.apply(ollama_statefulset(namespace, replicas, gpu))
     return running_pods(cluster, namespace, replicas)
 
@@ -105,6 +156,11 @@ def ad_hoc(cluster, module, args, check=False, diff=False):
         cmd.append("--diff")
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), K8S_AUTH_KUBECONFIG=str(cluster.kubeconfig),
                ANSIBLE_NOCOLOR="1", ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json")
+    if module.startswith("ollama_") and args.get("namespace") and "admin_key" not in args:
+        # The pods' gate wants the admin key: through the modules' environment fallback.
+        admin = cluster.gate_keys(args["namespace"], NAME)["admin"]
+        if admin:
+            env["LLMOPS_OLLAMA_ADMIN_KEY"] = admin
     return cmd, env
 
 

@@ -5,8 +5,11 @@ Every test runs the real playbooks (playbooks/site.yml and the runbooks) with an
 read the cluster with kubectl and Ollama through the API server's pod proxy.
 """
 
+import http.client
 import json
 import re
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -69,10 +72,12 @@ def assert_restricted_and_admitted(cluster, namespace, pod):
     for mode in ("enforce", "audit", "warn"):
         assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
     spec = pod["spec"]
-    container = spec["containers"][0]
     assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["fsGroup"] == 1000
-    assert container["securityContext"]["allowPrivilegeEscalation"] is False
-    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert [c["name"] for c in spec["containers"]] == ["ollama", "gate"]
+    for container in spec["containers"]:
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False
+        assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert spec["automountServiceAccountToken"] is False
     # The same namespace refuses what the restricted level forbids: the admission is really on.
     privileged = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "root-probe", "namespace": namespace},
@@ -80,6 +85,32 @@ def assert_restricted_and_admitted(cluster, namespace, pod):
                                            "securityContext": {"privileged": True}}]}}
     refused = cluster.kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(privileged), check=False)
     assert refused.returncode != 0 and "violates PodSecurity" in refused.stderr
+
+
+def assert_gate(cluster, namespace, pod, run):
+    """The gate container, its Secrets and ConfigMap, the hashes on the pod, and no key anywhere in the run."""
+    gate = next(c for c in pod["spec"]["containers"] if c["name"] == "gate")
+    assert gate["image"] == "docker.io/nginxinc/nginx-unprivileged:1.30.4"
+    assert gate["command"] == ["nginx", "-c", "/etc/llmops-gate/nginx/nginx.conf", "-e", "stderr", "-g", "daemon off;"]
+    assert gate["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert gate["readinessProbe"]["httpGet"]["path"] == "/llmops/readyz"
+    assert gate["livenessProbe"]["httpGet"]["path"] == "/llmops/healthz"
+    ollama = pod["spec"]["containers"][0]
+    assert ollama["livenessProbe"]["httpGet"] == {"path": "/llmops/livez", "port": 8080, "scheme": "HTTP"}
+    assert ollama["startupProbe"]["httpGet"]["path"] == "/llmops/readyz" and "readinessProbe" not in ollama
+    assert ollama["startupProbe"]["periodSeconds"] * ollama["startupProbe"]["failureThreshold"] >= 600
+    annotations = pod["metadata"]["annotations"]
+    assert re.match(r"^[0-9a-f]{64}$", annotations["llmops.ollama/gate-keys"])
+    assert re.match(r"^[0-9a-f]{64}$", annotations["llmops.ollama/gate-config"])
+    assert "nginx.conf" in cluster.get("configmap", f"{NAME}-gate", "-n", namespace)["data"]
+    keys = cluster.gate_keys(namespace, NAME)
+    assert len(keys["admin"]) == 43 and len(keys["clients"]) == 1  # generated once, kept
+    for key in [keys["admin"]] + keys["clients"]:
+        assert key not in run.stdout and key not in run.stderr
+    # Without the admin header the gate refuses, even through the API server.
+    refused = cluster.ollama(namespace, pod["metadata"]["name"], "/api/tags", headers={}, check=False)
+    assert refused.get("http_status") == 401, refused
+    return keys
 
 
 SINGLE = [
@@ -117,18 +148,24 @@ def test_one_replica_lands_on_a_gpu_node_with_its_claim_bound_and_mounted(playbo
     env = {e["name"]: e.get("value") for e in container["env"]}
     mount = next(m for m in container["volumeMounts"] if m["name"] == "models")
     assert env["OLLAMA_MODELS"].startswith(mount["mountPath"] + "/")
-    assert env["OLLAMA_HOST"] == "0.0.0.0:11434"
-    # Ollama runs in the pod, on the claim, and answers through the API server.
+    # Ollama on loopback only, behind the gate: the pod's one listener on the pod IP.
+    assert env["OLLAMA_HOST"] == "127.0.0.1:11434" and "ports" not in container
+    keys = assert_gate(cluster, namespace, pod, run)
+    # Ollama runs in the pod, on the claim, and answers through the API server and the gate.
     assert "version" in cluster.ollama(namespace, pod["metadata"]["name"], "/api/version")
     assert_restricted_and_admitted(cluster, namespace, pod)
 
     service = cluster.get("service", NAME, "-n", namespace)
     assert service["spec"]["type"] == "ClusterIP" and service["spec"]["ports"][0]["port"] == 11434
+    assert service["spec"]["ports"][0]["targetPort"] == "http"  # the gate's port
     assert cluster.get("serviceaccount", NAME, "-n", namespace)["automountServiceAccountToken"] is False
     assert cluster.kubectl("get", "pdb", NAME, "-n", namespace, check=False).returncode != 0
 
     again = converge(playbook, namespace, **variables)
     assert again.rc == 0 and again.changed == 0, again
+    # The generated keys are kept, so the pod did not roll.
+    assert cluster.gate_keys(namespace, NAME) == keys
+    assert running(cluster, namespace, 1)[0]["metadata"]["uid"] == pod["metadata"]["uid"]
     dry = converge(playbook, namespace, check=True, diff=True, **variables)
     assert dry.rc == 0 and dry.changed == 0, dry
 
@@ -232,6 +269,12 @@ BAD_INPUT = [
     ({"ollama_workload_ingress_paths": ["/api"], "ollama_ingress_enabled": True, "ollama_ingress_host": "o.example.com",
       "ollama_ingress_auth_secret": "basic-auth"}, "ollama_workload_ingress_paths"),
     ({"ha_policy_gpu_quota": 1, "ollama_replicas": 2}, "ha_policy_gpu_quota"),
+    # the gate's keys and settings
+    ({"ollama_api_keys": ["short-key-" + "s" * 12]}, "ollama_api_keys"),
+    ({"ollama_api_keys": ["twice-" + "t" * 40, "other-" + "o" * 40, "twice-" + "t" * 40]}, "ollama_api_keys"),
+    ({"ollama_api_keys_generate": False}, "ollama_api_keys"),
+    ({"ollama_gate_open_admin_endpoints": ["pull", "upload"]}, "ollama_gate_open_admin_endpoints"),
+    ({"ollama_workload_startup_seconds": 120}, "ollama_workload_startup_seconds"),
 ]
 
 
@@ -242,8 +285,11 @@ def test_bad_input_stops_before_the_workload_is_written(playbook, cluster, names
     assert run.rc != 0
     assert variable in str(run.failure) and "Fix:" in str(run.failure), run
     assert workload_objects(cluster, namespace) == []
-    written = cluster.get("pvc,services,poddisruptionbudgets,resourcequotas,networkpolicies,ingresses", "-n", namespace)
+    written = cluster.get("pvc,services,poddisruptionbudgets,resourcequotas,networkpolicies,ingresses,secrets",
+                          "-n", namespace)
     assert written["items"] == []
+    for key in variables.get("ollama_api_keys", []):
+        assert key not in run.stdout and key not in run.stderr  # named by position only
 
 
 @pytest.mark.profile("k3s")
@@ -363,9 +409,68 @@ def test_uninstall_keeps_the_claims_unless_purged(playbook, cluster, namespace):
     assert live_pods(cluster, namespace) == []
     claims = sorted(c["metadata"]["name"] for c in cluster.get("pvc", "-n", namespace)["items"])
     assert claims == [f"models-{NAME}-0", f"models-{NAME}-1"]
+    # The gate's configuration and admin key go; the client keys stay for the next install.
+    assert [s["metadata"]["name"] for s in cluster.get("secrets", "-n", namespace)["items"]] == [f"{NAME}-api-keys"]
+    assert cluster.kubectl("get", "configmap", f"{NAME}-gate", "-n", namespace, check=False).returncode != 0
     purged = playbook("uninstall.yml", {"ollama_namespace": namespace, "ollama_purge": True})
     assert purged.rc == 0, purged
     assert cluster.get("pvc", "-n", namespace)["items"] == []
+    assert cluster.get("secrets", "-n", namespace)["items"] == []
+
+
+def ready_endpoints(cluster, namespace):
+    slices = cluster.get("endpointslices", "-n", namespace, "-l", f"kubernetes.io/service-name={NAME}")["items"]
+    return sum(1 for s in slices for e in s.get("endpoints") or [] if (e.get("conditions") or {}).get("ready"))
+
+
+def gate_status(pod_ip, key):
+    """The status of /api/tags asked of a pod's gate directly, as a client with this key."""
+    conn = http.client.HTTPConnection(pod_ip, 8080, timeout=10)
+    try:
+        conn.request("GET", "/api/tags", headers={"Authorization": f"Bearer {key}"})
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+@pytest.mark.profile("k3s")
+def test_key_rotation_with_two_replicas_keeps_a_ready_endpoint_throughout(playbook, cluster, namespace):
+    old_key, new_key = "rotate-old-" + "o" * 32, "rotate-new-" + "n" * 32
+    # No NetworkPolicy here: the test asks the gates from the host, as a client of the pod network.
+    settings = {"ollama_replicas": 2, "ollama_workload_network_policy": False}
+    first = converge(playbook, namespace, ollama_api_keys=[old_key], **settings)
+    assert first.rc == 0, first
+    before = {p["metadata"]["name"]: p for p in running(cluster, namespace, 2)}
+    direct = not cluster.external
+    if direct:
+        assert {gate_status(p["status"]["podIP"], old_key) for p in before.values()} == {200}
+        assert {gate_status(p["status"]["podIP"], new_key) for p in before.values()} == {401}
+
+    samples, done = [], threading.Event()
+
+    def watch():
+        while not done.is_set():
+            samples.append(ready_endpoints(cluster, namespace))
+            time.sleep(0.5)
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        rotated = converge(playbook, namespace, ollama_api_keys=[new_key], **settings)
+    finally:
+        done.set()
+        watcher.join(timeout=30)
+    assert rotated.rc == 0 and rotated.changed > 0, rotated
+    assert samples and min(samples) >= 1, samples
+    after = running(cluster, namespace, 2)
+    assert not {p["metadata"]["uid"] for p in after} & {p["metadata"]["uid"] for p in before.values()}
+    assert {p["metadata"]["annotations"]["llmops.ollama/gate-keys"] for p in after} != {
+        p["metadata"]["annotations"]["llmops.ollama/gate-keys"] for p in before.values()}
+    assert cluster.gate_keys(namespace, NAME)["clients"] == [new_key]
+    if direct:
+        assert {gate_status(p["status"]["podIP"], new_key) for p in after} == {200}
+        assert {gate_status(p["status"]["podIP"], old_key) for p in after} == {401}
+    for key in (old_key, new_key):
+        assert key not in first.stdout + rotated.stdout
 
 
 UPGRADES = [

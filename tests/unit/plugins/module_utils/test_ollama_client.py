@@ -378,3 +378,77 @@ def test_sizes_come_from_the_manifest_else_the_declared_size():
     assert details[1]["source"] == "declared" and "timed out" in details[1]["error"]
     assert details[2]["digest_mismatch"] and details[2]["registry_digest"] == D2
     assert all(entry[1] == 4 for entry in seen)
+
+
+# ---------------------------------------------------------------- the gate's keys on the wire (recorded calls, no network)
+
+class RecordingApi(object):
+    """Stands in for k8s.Api: records what a ProxyEndpoint asks the API server for."""
+
+    def __init__(self, error=None):
+        self.calls = []
+        self.error = error
+
+    def request(self, method, path, body=None, timeout=None, headers=None):
+        self.calls.append((method, path, dict(headers or {})))
+        if self.error:
+            raise self.error
+        return {'version': '0.11.4'}
+
+    def stream_lines(self, method, path, body=None, timeout=None, headers=None):
+        self.calls.append((method, path, dict(headers or {})))
+        yield {'status': 'success'}
+
+
+def test_the_pod_proxy_goes_to_the_gate_with_the_admin_header():
+    api = RecordingApi()
+    pod = oc.ProxyEndpoint(api, 'ollama', pod='ollama-0', admin_key='A' * 43)
+    assert pod.version() == '0.11.4'
+    list(pod.stream('POST', '/api/pull', {'model': 'tiny-a'}, 5, 5))
+    assert api.calls[0] == ('GET', '/api/v1/namespaces/ollama/pods/ollama-0:8080/proxy/api/version',
+                            {'X-Llmops-Admin-Key': 'A' * 43})
+    assert api.calls[1][1].endswith('pods/ollama-0:8080/proxy/api/pull') and 'X-Llmops-Admin-Key' in api.calls[1][2]
+    # Authorization belongs to the API server's own credentials, never to the gate.
+    assert all('Authorization' not in headers for _m, _p, headers in api.calls)
+
+
+def test_a_service_keeps_its_port_and_a_plain_pod_takes_its_own():
+    api = RecordingApi()
+    oc.ProxyEndpoint(api, 'ollama', service='ollama').version()
+    oc.ProxyEndpoint(api, 'ollama', pod='plain', port=11434).version()
+    assert api.calls[0][1] == '/api/v1/namespaces/ollama/services/ollama:11434/proxy/api/version'
+    assert api.calls[1][1] == '/api/v1/namespaces/ollama/pods/plain:11434/proxy/api/version'
+    assert api.calls[0][2] == {} and api.calls[1][2] == {}
+
+
+def test_a_refusal_of_the_gate_names_the_admin_key():
+    from ansible_collections.llmops.ollama.plugins.module_utils.k8s import ClusterError
+    refused = ClusterError('GET /api/v1/namespaces/o/pods/p:8080/proxy/api/tags answered 401: unauthorized: the '
+                           'llmops.ollama gate wants Authorization: Bearer <key>', 'kubeconfig fix', status=401)
+    with pytest.raises(oc.OllamaError) as raised:
+        oc.ProxyEndpoint(RecordingApi(error=refused), 'o', pod='p').version()
+    assert raised.value.kind == oc.UNAUTHORIZED and 'admin_key' in raised.value.fix and 'gate-admin' in raised.value.fix
+    # the API server's own 401 keeps its kubeconfig fix
+    own = ClusterError('GET /api/v1/namespaces answered 401: Unauthorized', 'renew the credentials', status=401)
+    with pytest.raises(oc.OllamaError) as raised:
+        oc.ProxyEndpoint(RecordingApi(error=own), 'o', pod='p').version()
+    assert raised.value.fix == 'renew the credentials'
+
+
+def test_a_url_sends_the_client_key_as_bearer_and_the_admin_key_in_its_header():
+    sent = []
+
+    def opener(url, **kwargs):
+        sent.append((url, kwargs['headers']))
+
+        class Answer(object):
+            def read(self):
+                return b'{"version": "0.11.4"}'
+        return Answer()
+
+    oc.UrlEndpoint('https://ollama.example.com/', api_key='k' * 40, opener=opener).version()
+    oc.UrlEndpoint('https://ollama.example.com', admin_key='A' * 43, headers={'X-Extra': '1'},
+                   opener=opener).version()
+    assert sent[0] == ('https://ollama.example.com/api/version',
+                       {'Authorization': 'Bearer ' + 'k' * 40, 'Accept': 'application/json'})
+    assert sent[1][1] == {'X-Llmops-Admin-Key': 'A' * 43, 'X-Extra': '1', 'Accept': 'application/json'}
