@@ -10,7 +10,7 @@ COLLECTION_DIR := .collections/ansible_collections/llmops/ollama
 PYTEST_ARGS ?=
 SIM_KUBECTL = $$(cd sim && ../$(PY) -c 'from sim.build import binary_path; print(binary_path("kubectl"))')
 
-.PHONY: help deps venv sim-build sim-up sim-down sim-status sim-node sim-restart demo test unit integration lint sanity molecule collection clean
+.PHONY: help deps venv sim-build sim-up sim-down sim-status sim-node sim-restart demo test unit integration lint sanity molecule collection clean gpu-pack gpu-check
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -86,6 +86,12 @@ molecule: sim-build collection ## Molecule scenarios (k3s-single, k3s-ha, eks-ha
 test: sim-build collection lint sanity ## The whole suite: lint, sanity, unit and integration tests, molecule
 	$(PY) -m pytest tests/unit tests/integration -q $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory molecule
+
+gpu-pack: venv ## Pack what the GPU machine needs into .gpu-carry/ (Ollama, ggml sources, wheels, collection, model)
+	$(PY) gpu/pack.py --out .gpu-carry
+
+gpu-check: ## On the GPU machine: build the CUDA backend, run the modules and the VRAM estimate (docs/gpu.md)
+	bash gpu/run.sh
 
 clean: sim-down ## Remove local state (keeps the build cache)
 	rm -rf .collections .pytest_cache

@@ -689,14 +689,114 @@ def fetch_manifest(name, insecure_registries=(), timeout=10, opener=None):
     except ValueError:
         raise OllamaError('%s is not a JSON manifest' % url, kind=HTTP)
     digest = normalize_digest(header) if header else 'sha256:' + hashlib.sha256(raw).hexdigest()
-    return {'size': manifest_size(manifest), 'digest': digest, 'url': url}
+    return {'size': manifest_size(manifest), 'digest': digest, 'url': url, 'manifest': manifest}
 
 
-def resolve_model_sizes(models, insecure_registries=(), timeout=10, opener=None, clock=time.monotonic):
+MODEL_MEDIA_TYPE = 'application/vnd.ollama.image.model'
+PARAMS_MEDIA_TYPE = 'application/vnd.ollama.image.params'
+
+
+class _BlobReader(object):
+    """``fetch(offset, length)`` over a registry blob by HTTP range requests, each within ``timeout`` and all
+    of them before ``deadline``. The first request follows the registry's redirect (to its storage) and later
+    ones go straight there. A server that ignores Range answers 200: the body is then read forward only as far
+    as the header goes."""
+
+    def __init__(self, url, timeout, opener, clock, deadline):
+        self.url = url
+        self.timeout = timeout
+        self.opener = opener
+        self.clock = clock
+        self.deadline = deadline
+        self.statuses = []
+        self.stream = None
+        self.stream_pos = 0
+
+    def __call__(self, offset, length):
+        from ansible_collections.llmops.ollama.plugins.module_utils.vram import GGUFError
+        if self.clock() > self.deadline:
+            raise GGUFError('reading the header took longer than %d s' % self.timeout)
+        if self.stream is not None:
+            if offset < self.stream_pos:
+                raise GGUFError('the registry ignores Range and the header reader went back')
+            while self.stream_pos < offset:
+                skipped = self.stream.read(min(offset - self.stream_pos, 1 << 20))
+                if not skipped:
+                    return b''
+                self.stream_pos += len(skipped)
+            data = self.stream.read(length)
+            self.stream_pos += len(data)
+            return data
+        response = self.opener(self.url, method='GET', headers={'Range': 'bytes=%d-%d' % (offset, offset + length - 1)},
+                               timeout=self.timeout, validate_certs=not self.url.startswith('http:'),
+                               follow_redirects='safe')
+        status = getattr(response, 'status', None) or response.getcode()
+        self.statuses.append(status)
+        final = response.geturl() if hasattr(response, 'geturl') else None
+        if final:
+            self.url = final
+        if status == 206:
+            return response.read()
+        # 200: the whole blob; read forward from its start
+        self.stream, self.stream_pos = response, 0
+        return self(offset, length)
+
+    def close(self):
+        if self.stream is not None:
+            self.stream.close()
+
+
+def fetch_architecture(name, manifest, insecure_registries=(), timeout=10, opener=None, clock=time.monotonic):
+    """The model's architecture (:func:`vram.parse_gguf`) from the GGUF header of its model blob, read by range
+    requests, and its ``num_ctx`` parameter from the params blob. Raises :class:`OllamaError`."""
+    from ansible_collections.llmops.ollama.plugins.module_utils.vram import GGUFError, parse_gguf
+    url = manifest_url(name, insecure_registries)
+    if url is None:
+        raise OllamaError('model %r is not a valid name' % name, kind=INVALID_NAME)
+    base = url.split('/manifests/', 1)[0]
+    layers = manifest.get('layers') or []
+    model = [layer for layer in layers if layer.get('mediaType') == MODEL_MEDIA_TYPE]
+    if not model:
+        raise OllamaError('the manifest has no model layer (%s)' % MODEL_MEDIA_TYPE, kind=HTTP)
+    if opener is None:
+        from ansible.module_utils.urls import open_url
+        opener = open_url
+    from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
+    reader = _BlobReader('%s/blobs/%s' % (base, model[0].get('digest')), timeout, opener, clock, clock() + timeout)
+    try:
+        arch = parse_gguf(reader)
+        params = [layer for layer in layers if layer.get('mediaType') == PARAMS_MEDIA_TYPE
+                  and int(layer.get('size') or 0) < 65536]
+        if params:
+            response = opener('%s/blobs/%s' % (base, params[0].get('digest')), method='GET', timeout=timeout,
+                              validate_certs=not url.startswith('http:'), follow_redirects='safe')
+            values = json.loads(response.read())
+            num_ctx = values.get('num_ctx') if isinstance(values, dict) else None
+            if isinstance(num_ctx, int) and not isinstance(num_ctx, bool) and num_ctx > 0:
+                arch['num_ctx'] = num_ctx
+    except GGUFError as exc:
+        raise OllamaError('the GGUF header of %s cannot be read: %s' % (name, exc), kind=HTTP)
+    except HTTPError as exc:
+        raise OllamaError('reading the model blob of %s: the registry answered %s' % (name, exc.code),
+                          kind=UNAUTHORIZED if exc.code in (401, 403) else HTTP, status=exc.code)
+    except (URLError, socket.timeout, OSError, ValueError) as exc:
+        raise OllamaError('reading the model blob of %s: %s' % (name, getattr(exc, 'reason', exc)), kind=UNREACHABLE)
+    finally:
+        reader.close()
+    arch['range_statuses'] = sorted(set(reader.statuses))
+    arch['blob_bytes'] = int(model[0].get('size') or 0)
+    return arch
+
+
+def resolve_model_sizes(models, insecure_registries=(), timeout=10, opener=None, clock=time.monotonic,
+                        architecture=True):
     """The plan's models input with ``size`` filled from each registry manifest where readable
-    (bounded by ``timeout`` per model and 3x overall), else the declared size. Returns
-    ``(models, details)``; details has per model source (registry, declared, unknown), digest, error."""
+    (bounded by ``timeout`` per model and 3x overall), else the declared size; with ``architecture``
+    also ``architecture`` from each model blob's GGUF header (:func:`fetch_architecture`; ``timeout`` per
+    model and 3x overall again), else ``architecture_error`` says why. Returns ``(models, details)``;
+    details has per model source (registry, declared, unknown), digest, error and what the header gave."""
     out, details = [], []
+    manifests = []
     deadline = clock() + max(timeout, 1) * 3
     for item in models or []:
         entry = {'name': item} if isinstance(item, str) else dict(item or {})
@@ -705,6 +805,7 @@ def resolve_model_sizes(models, insecure_registries=(), timeout=10, opener=None,
                   'declared_size': entry.get('size'), 'size': entry.get('size'), 'digest': entry.get('digest'),
                   'registry_digest': None, 'error': None, 'digest_mismatch': False}
         parts, reason = parse_model_name(name) if name else (None, 'no name')
+        manifests.append(None)
         if parts is None:
             detail['error'] = 'not a valid model name: %s' % reason
         elif clock() >= deadline:
@@ -715,6 +816,7 @@ def resolve_model_sizes(models, insecure_registries=(), timeout=10, opener=None,
             lookup = name.split('@', 1)[0]
             try:
                 found = fetch_manifest(lookup, insecure_registries, timeout, opener)
+                manifests[-1] = (lookup, found['manifest'])
                 entry['size'] = found['size']
                 detail.update(source='registry', size=found['size'], registry_digest=found['digest'])
                 if pin and normalize_digest(pin) != found['digest']:
@@ -725,7 +827,34 @@ def resolve_model_sizes(models, insecure_registries=(), timeout=10, opener=None,
                     detail['unknown_model'] = True
         out.append(entry)
         details.append(detail)
+    if architecture:
+        _resolve_architectures(out, details, manifests, insecure_registries, timeout, opener, clock)
     return out, details
+
+
+def _resolve_architectures(models, details, manifests, insecure_registries, timeout, opener, clock):
+    """Each model's GGUF header from the registry; a declared ``architecture`` stays where it cannot be read."""
+    deadline = clock() + max(timeout, 1) * 3
+    for entry, detail, found in zip(models, details, manifests):
+        declared = entry.get('architecture')
+        detail['architecture_source'] = 'declared' if declared else None
+        if found is None:
+            why = 'its registry manifest was not read (%s)' % (detail.get('error') or 'no registry')
+        elif clock() >= deadline:
+            why = 'the overall time for reading GGUF headers ran out'
+        else:
+            try:
+                arch = fetch_architecture(found[0], found[1], insecure_registries, timeout, opener, clock)
+                entry['architecture'] = arch
+                detail.update(architecture_source='gguf header', header_bytes=arch['header_bytes'],
+                              fetched_bytes=arch['fetched_bytes'], range_requests=arch['requests'],
+                              range_statuses=arch['range_statuses'], blob_bytes=arch['blob_bytes'])
+                continue
+            except OllamaError as exc:
+                why = exc.message
+        detail['architecture_error'] = why
+        if not declared:
+            entry['architecture_error'] = why
 
 
 # ---------------------------------------------------------------- module glue

@@ -22,6 +22,7 @@ import re
 
 from ansible_collections.llmops.ollama.plugins.module_utils import gate
 from ansible_collections.llmops.ollama.plugins.module_utils.cluster_facts import RWX_PROVISIONERS
+from ansible_collections.llmops.ollama.plugins.module_utils import vram
 from ansible_collections.llmops.ollama.plugins.module_utils.quantity import (
     GI,
     MI,
@@ -94,6 +95,9 @@ DEFAULTS = {
     'require_device_plugin': True,
     'gpu_memory_check': True,
     'allow_cpu_offload': False,
+    # Ollama's environment, as the ollama_workload role sets it: the GPU memory estimate reads it.
+    'workload_env': {},
+    'workload_env_defaults': None,
     'existing_replicas': None,
     'ingress': INGRESS_DEFAULTS,
 }
@@ -449,6 +453,9 @@ def normalize_models(models, report):
             'size_bytes': size_bytes,
             'size': format_size(size_bytes),
             'digest': digest,
+            # from the GGUF header at the registry (ollama_model_facts) or declared on the entry
+            'architecture': item.get('architecture'),
+            'architecture_error': item.get('architecture_error'),
         })
     if unsized:
         report.warn('no size given for %s: the claim size and the GPU memory fit do not count them '
@@ -963,9 +970,51 @@ def decide_claim_size(claim_size, headroom, models, report):
     return str(claim_size), size_bytes
 
 
-def check_gpu_memory(models, eligible, gpus_per_pod, allow_cpu_offload, report):
-    """Each sized model against the smallest known GPU memory of the eligible nodes
-    (times the GPUs per pod). Too big -> error, or a warning when CPU offload is allowed."""
+def _env_mapping(key, value, report):
+    if value is None or isinstance(value, dict):
+        return value
+    report.warn('%s is not a mapping (%r); the GPU memory estimate ignores it' % (variable(key), value))
+    return None if key == 'workload_env_defaults' else {}
+
+
+def _fix_text(name, value, result, arch):
+    """One setting that makes a model fit, as the user writes it."""
+    needs = 'needs %s' % vram.format_bytes(result['total_bytes'])
+    env = variable('workload_env')
+    if name == 'OLLAMA_CONTEXT_LENGTH':
+        if arch.get('num_ctx'):
+            return 'a copy of the model with PARAMETER num_ctx %d in its Modelfile (it sets %d; %s)' % (
+                value, arch['num_ctx'], needs)
+        return 'OLLAMA_CONTEXT_LENGTH: "%d" in %s (%s)' % (value, env, needs)
+    if name == 'OLLAMA_NUM_PARALLEL':
+        return 'OLLAMA_NUM_PARALLEL: "%d" in %s (%s)' % (value, env, needs)
+    if name == 'OLLAMA_KV_CACHE_TYPE':
+        return 'OLLAMA_FLASH_ATTENTION: "1" and OLLAMA_KV_CACHE_TYPE: %s in %s (%s)' % (value, env, needs)
+    return '%s: %d (%s over %d GPUs)' % (variable('gpus_per_pod'), value, needs, value)
+
+
+def _model_architecture(model, report):
+    """``(architecture, why not)`` of a model: from the registry's GGUF header, else declared fields."""
+    declared = model.get('architecture')
+    if declared in (None, {}):
+        why = model.get('architecture_error') or 'no GGUF header was read and it declares no architecture'
+        return None, why
+    arch, problem = vram.declared_architecture(declared, model.get('size_bytes'))
+    if problem:
+        report.error('models', 'model %s: %s' % (model['name'], problem),
+                     'declare architecture: {layers: 32, kv_heads: 8, head_size: 128, context_length: 131072} '
+                     '(from ollama show --verbose: <arch>.block_count, .attention.head_count_kv, '
+                     '.attention.key_length, .context_length), or leave it out to read the GGUF header')
+        return None, None
+    return arch, None
+
+
+def check_gpu_memory(models, eligible, gpus_per_pod, allow_cpu_offload, report, env_defaults=None, env=None):
+    """Each model's GPU memory once Ollama loads it (weights, the KV cache for its context times the parallel
+    requests, the compute graph, the runner's fixed memory; module_utils/vram.py) against each type of
+    eligible node's GPU memory times the GPUs per pod. A model that does not fit is an error naming the
+    settings that would make it fit, or a warning when CPU offload is allowed. A model whose architecture is
+    unknown (no readable GGUF header, none declared) is compared by its file size, and the plan says so."""
     if not eligible or not models:
         return None
     unknown = [n['name'] for n in eligible if not n.get('gpu_memory_mib')]
@@ -975,28 +1024,98 @@ def check_gpu_memory(models, eligible, gpus_per_pod, allow_cpu_offload, report):
                     % (', '.join(unknown), 'checked on the other nodes only' if known else 'not checked'))
     if not known:
         return None
+    settings, problems = vram.server_settings(_env_mapping('workload_env_defaults', env_defaults, report),
+                                              _env_mapping('workload_env', env, report))
+    for problem in problems:
+        report.warn('%s: %s' % (variable('workload_env'), problem))
+    # one check per node type: the same GPU product and memory
+    types = {}
+    for node in sorted(known, key=lambda n: (n['gpu_memory_mib'], n['name'])):
+        key = (node.get('gpu_product') or 'GPU', node['gpu_memory_mib'])
+        types.setdefault(key, []).append(node)
     smallest = min(known, key=lambda n: n['gpu_memory_mib'])
-    vram = smallest['gpu_memory_mib'] * MI * gpus_per_pod
-    where = '%s (%s, %d MiB x %d GPU)' % (
-        smallest['name'], smallest.get('gpu_product') or 'GPU', smallest['gpu_memory_mib'], gpus_per_pod)
+    offload_fix = ('set %s: true to accept CPU offload' % variable('allow_cpu_offload'))
     for model in models:
-        size = model.get('size_bytes')
-        if not size:
+        arch, why = _model_architecture(model, report)
+        if arch is None and why is None:
+            continue  # a declared architecture in error, reported
+        if arch is None:
+            _check_file_size(model, smallest, gpus_per_pod, allow_cpu_offload, report, why)
             continue
-        if size > vram:
-            message = ('model %s (%s) is larger than the GPU memory of %s; Ollama would offload layers to the '
-                       'CPU and answer at a few tokens/s' % (model['name'], model['size'], where))
+        problem = vram.flash_attention_problem(arch, settings)
+        if problem:
+            report.warn('model %s: %s; set OLLAMA_FLASH_ATTENTION: "0" in %s for it' % (
+                model['name'], problem, variable('workload_env')))
+        for (product, memory_mib), nodes in sorted(types.items(), key=lambda kv: kv[0][1]):
+            free = vram.usable_bytes(memory_mib)
+            need = vram.estimate(arch, settings, gpus_per_pod)
+            placed = vram.estimate(arch, settings, gpus_per_pod, free)
+            where = '%s nodes (%s: %d x %d MiB per pod, %s free)' % (
+                product, ', '.join(n['name'] for n in nodes[:3]) + (', ...' if len(nodes) > 3 else ''),
+                gpus_per_pod, memory_mib, vram.format_bytes(free * gpus_per_pod))
+            if model.get('vram') is None:
+                model['vram'] = dict(
+                    (k, need[k]) for k in ('num_ctx', 'parallel', 'context_total', 'kv_cache_type', 'weights_bytes',
+                                           'kv_bytes', 'graph_bytes', 'overhead_bytes', 'total_bytes', 'notes'))
+                model['vram'].update(source=arch.get('source'), fits=placed['fits'], node_type=product,
+                                     layers_on_gpu=placed['layers_on_gpu'], layers=placed['layers'])
+            if placed['fits']:
+                if need['total_bytes'] * 10 > free * gpus_per_pod * 9:
+                    report.warn('model %s needs %s of the %s free on %s: more than 90%%; a longer context or more '
+                                'parallel requests spill it to the CPU' % (
+                                    model['name'], vram.format_bytes(need['total_bytes']),
+                                    vram.format_bytes(free * gpus_per_pod), where))
+                continue
+            message = ('model %s needs %s of GPU memory once loaded (weights %s + KV cache %s for %d x %d tokens at '
+                       '%s + compute graph %s + runner overhead %s; %s), more than %s: Ollama would keep %d of its %d layers '
+                       'on the GPU and run the rest on the CPU at a few tokens/s' % (
+                           model['name'], vram.format_bytes(need['total_bytes']),
+                           vram.format_bytes(need['weights_bytes']), vram.format_bytes(need['kv_bytes']),
+                           need['parallel'], need['num_ctx'], need['kv_cache_type'],
+                           vram.format_bytes(need['graph_bytes']), vram.format_bytes(need['overhead_bytes']),
+                           'architecture from the %s' % arch.get('source') if arch.get('source') != 'declared'
+                           else 'declared architecture', where, placed['layers_on_gpu'], placed['layers']))
+            if need['notes']:
+                message += ' (%s)' % '; '.join(need['notes'])
             if allow_cpu_offload:
                 report.warn(message + ' (allowed by %s)' % variable('allow_cpu_offload'))
-            else:
-                fix = ('pick a smaller model or quantization, raise %s, select larger GPUs with %s, or set %s: true '
-                       'to accept CPU offload' % (variable('gpus_per_pod'), variable('node_selector'),
-                                                  variable('allow_cpu_offload')))
-                report.error('models', message, fix)
-        elif size * 10 > vram * 9:
-            report.warn('model %s (%s) fills more than 90%% of the GPU memory of %s; a long context may spill '
-                        'to the CPU' % (model['name'], model['size'], where))
+                continue
+            most = max(n.get('gpu_allocatable', 0) for n in nodes)
+            fixes = [_fix_text(name, value, result, arch)
+                     for name, value, result in vram.fix_settings(arch, settings, gpus_per_pod, free, most)]
+            fix = ('any one of: %s; or pick a smaller model or quantization, or %s' % ('; '.join(fixes), offload_fix)
+                   if fixes else 'pick a smaller model or quantization, select larger GPUs with %s, or %s'
+                   % (variable('node_selector'), offload_fix))
+            report.error('models', message, fix)
     return smallest['gpu_memory_mib']
+
+
+def _check_file_size(model, smallest, gpus_per_pod, allow_cpu_offload, report, why):
+    """The fit by file size alone, for a model whose architecture is unknown."""
+    size = model.get('size_bytes')
+    if not size:
+        return
+    report.warn('model %s: %s, so the GPU memory check compares its file size only (no KV cache, no compute graph); '
+                'declare architecture: {layers, kv_heads, head_size, context_length} on it in %s to count them'
+                % (model['name'], why, variable('models')))
+    model['vram'] = {'source': 'file size', 'total_bytes': size, 'fits': None}
+    vram_bytes = smallest['gpu_memory_mib'] * MI * gpus_per_pod
+    where = '%s (%s, %d MiB x %d GPU)' % (
+        smallest['name'], smallest.get('gpu_product') or 'GPU', smallest['gpu_memory_mib'], gpus_per_pod)
+    if size > vram_bytes:
+        model['vram']['fits'] = False
+        message = ('model %s (%s) is larger than the GPU memory of %s; Ollama would offload layers to the '
+                   'CPU and answer at a few tokens/s' % (model['name'], model['size'], where))
+        if allow_cpu_offload:
+            report.warn(message + ' (allowed by %s)' % variable('allow_cpu_offload'))
+        else:
+            fix = ('pick a smaller model or quantization, raise %s, select larger GPUs with %s, or set %s: true '
+                   'to accept CPU offload' % (variable('gpus_per_pod'), variable('node_selector'),
+                                              variable('allow_cpu_offload')))
+            report.error('models', message, fix)
+    elif size * 10 > vram_bytes * 9:
+        report.warn('model %s (%s) fills more than 90%% of the GPU memory of %s; a long context may spill '
+                    'to the CPU' % (model['name'], model['size'], where))
 
 
 def check_existing_objects(facts, name, workload_kind, storage, report):
@@ -1201,7 +1320,8 @@ def compute_plan(facts, config):
                           else {'max_surge': 0, 'max_unavailable': 1})
 
     if memory_check:
-        check_gpu_memory(models, eligible, gpus_per_pod, allow_offload, report)
+        check_gpu_memory(models, eligible, gpus_per_pod, allow_offload, report,
+                         cfg['workload_env_defaults'], cfg['workload_env'])
     check_existing_objects(facts, name, workload_kind, storage, report)
     ingress = normalize_ingress(cfg['ingress'], report)
     gate_plan = gate.plan_gate(cfg, name, replicas, workload_kind, strategy, rolling_update, report)

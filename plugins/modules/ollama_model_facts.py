@@ -15,6 +15,11 @@ description:
     when the controller reaches the registry, within I(timeout) seconds per model, and fills in C(size) (the bytes
     of its layers and config, as Ollama counts them) so the plan's capacity checks use real sizes.
   - A model whose registry cannot be read keeps its declared size (or none); the reason is in C(details).
+  - With I(read_architecture), also reads the GGUF header of each model blob with HTTP range requests (the header
+    alone, not the weights) and its C(num_ctx) parameter, and sets C(architecture) on the model (layers, attention
+    and KV heads, head size, trained context length, the bytes of each layer) so the plan's GPU memory estimate
+    counts the KV cache and the compute graph. Where the header cannot be read a declared C(architecture) stays,
+    else C(architecture_error) says why and the estimate falls back to the file size.
   - A model pinned to a digest is checked against the digest its tag has at the registry (Ollama pulls by tag);
     a pin the registry does not serve fails the task (I(fail_on_digest_mismatch)) before anything is written to
     the cluster.
@@ -46,6 +51,12 @@ options:
     description: Fail when the registry answers that it does not have a model (HTTP 404 on its manifest).
     type: bool
     default: false
+  read_architecture:
+    description:
+      - Read each model's GGUF header from the registry (range requests on the model blob) for the GPU memory estimate.
+      - Each header read takes at most I(timeout) seconds, all of them together three times that.
+    type: bool
+    default: true
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
@@ -78,13 +89,16 @@ EXAMPLES = r'''
 RETURN = r'''
 models:
   description: The input list in the same shape (strings become dicts with C(name)), with C(size) in bytes filled
-    from the registry where it was read.
+    from the registry where it was read, C(architecture) from the GGUF header where it was read, and
+    C(architecture_error) where neither the header nor a declared architecture is known.
   returned: always
   type: list
   elements: dict
 details:
   description: Per model C(name), C(source) (registry, declared, unknown), C(size), C(declared_size), C(digest) (the
-    pin), C(registry_digest), C(digest_mismatch) and C(error) (why the registry was not read).
+    pin), C(registry_digest), C(digest_mismatch) and C(error) (why the registry was not read); C(architecture_source)
+    (C(gguf header), C(declared) or null), C(architecture_error), and for a header read C(header_bytes),
+    C(fetched_bytes), C(range_requests), C(range_statuses) (206 when the registry honoured Range) and C(blob_bytes).
   returned: always
   type: list
   elements: dict
@@ -103,9 +117,11 @@ def main():
         timeout=dict(type='int', default=10),
         fail_on_digest_mismatch=dict(type='bool', default=True),
         fail_on_unknown_model=dict(type='bool', default=False),
+        read_architecture=dict(type='bool', default=True),
     ), supports_check_mode=True)
     params = module.params
-    models, details = resolve_model_sizes(params['models'], params['insecure_registries'], params['timeout'])
+    models, details = resolve_model_sizes(params['models'], params['insecure_registries'], params['timeout'],
+                                          architecture=params['read_architecture'])
     problems = []
     for detail in details:
         if detail['digest_mismatch'] and params['fail_on_digest_mismatch']:

@@ -346,7 +346,10 @@ def test_model_facts_read_sizes_from_the_registry_and_fall_back_to_declared(clus
     assert rc == 0, result
     assert result["models"][0]["size"] > 50_000_000
     assert result["details"][0]["registry_digest"] == cluster.models[big]
-    assert result["models"][1] == {"name": "unreachable.invalid/library/x:1", "size": "2GB"}
+    assert result["models"][0]["architecture"]["source"] == "gguf header"
+    unreachable = dict(result["models"][1])
+    assert "registry manifest was not read" in unreachable.pop("architecture_error")
+    assert unreachable == {"name": "unreachable.invalid/library/x:1", "size": "2GB"}
     assert result["details"][1]["source"] == "declared" and result["details"][1]["error"]
 
 

@@ -372,7 +372,7 @@ def test_sizes_come_from_the_manifest_else_the_declared_size():
     models, details = oc.resolve_model_sizes(
         ["r:5000/library/tiny-big", {"name": "unreachable.example/library/x", "size": "2GB"},
          {"name": "r:5000/library/pinned", "digest": D1}],
-        insecure_registries=["r:5000"], timeout=4, opener=opener)
+        insecure_registries=["r:5000"], timeout=4, opener=opener, architecture=False)
     assert models[0] == {"name": "r:5000/library/tiny-big", "size": 57891837}
     assert models[1] == {"name": "unreachable.example/library/x", "size": "2GB"}
     assert details[1]["source"] == "declared" and "timed out" in details[1]["error"]
