@@ -1,4 +1,5 @@
-"""The simulator's controller process: provisions volumes (provisioner.py) and runs pods (runtime.py).
+"""The simulator's controller process: provisions volumes (provisioner.py), runs pods (runtime.py) and keeps
+the ClusterIP rules on the ready endpoints (services.py).
 
 Pods come from one list-and-watch cache (as an informer keeps them): the kubelet loop reads it on every
 pass instead of listing every pod, and every pod change wakes the loop at once — KWOK hands a deleted
@@ -16,6 +17,7 @@ from pathlib import Path
 from .kube import Kube
 from .provisioner import Provisioner
 from .runtime import Runtime
+from .services import ServiceProxy
 
 INTERVAL = 0.5
 PROVISION_INTERVAL = 0.5
@@ -75,6 +77,7 @@ def run(state_dir: Path) -> None:
         print(time.strftime("%H:%M:%S"), message, flush=True)
 
     provisioner = Provisioner(api, state_dir, log)
+    service_proxy = ServiceProxy(api, state_dir, log)  # throttles itself to a pass a second
     kubelet = Runtime(api, state_dir, state, log, wake=wake)
     cache = PodCache(api, wake, stopping, log)
     threading.Thread(target=cache.run, daemon=True, name="pod-watch").start()
@@ -83,10 +86,11 @@ def run(state_dir: Path) -> None:
         wake.clear()
         if time.monotonic() >= next_provision:
             next_provision = time.monotonic() + PROVISION_INTERVAL
-            try:
-                provisioner.sync()
-            except Exception:  # keep serving; a kubelet-like loop must survive API hiccups
-                log(traceback.format_exc(limit=3))
+            for loop in (provisioner, service_proxy):
+                try:
+                    loop.sync()
+                except Exception:  # keep serving; a kubelet-like loop must survive API hiccups
+                    log(traceback.format_exc(limit=3))
         if cache.synced.is_set():
             try:
                 kubelet.sync(cache.items())
