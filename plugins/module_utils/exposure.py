@@ -85,7 +85,7 @@ def label_key_problem(key):
     """Why ``key`` is not a label key (``[prefix/]name``, Kubernetes' qualified name), or None."""
     if not isinstance(key, str) or not key:
         return 'the key %r is empty or not a string' % (key,)
-    prefix, _, name = key.rpartition('/')
+    prefix, name = key.rpartition('/')[0::2]
     if '/' in key and not is_dns_subdomain(prefix):
         return 'the prefix %r of key %r is not a DNS subdomain' % (prefix, key)
     if len(name) > 63 or not _LABEL_NAME.match(name):
@@ -529,7 +529,7 @@ def registry_ports(models, insecure_registries):
     found = []
     for model in models or []:
         host = (model.get('full') or '').split('/', 1)[0] or OLLAMA_REGISTRY
-        name, _, port = host.rpartition(':') if ':' in host and not host.endswith(']') else (host, '', '')
+        name, port = host.rpartition(':')[0::2] if ':' in host and not host.endswith(']') else (host, '')
         if port.isdigit():
             entry = (name, int(port))
         else:

@@ -240,9 +240,9 @@ def merge_config(config, report):
             ingress = copy.deepcopy(INGRESS_DEFAULTS)
             for sub, subvalue in value.items():
                 if sub in RETIRED_INGRESS:
-                    report.error('ingress.%s' % sub, '%s is retired: %s' % (variable('ingress.%s' % sub),
-                                                                          RETIRED_INGRESS[sub]),
-                                 'remove %s from the inventory (docs/exposure.md)' % variable('ingress.%s' % sub))
+                    name = variable('ingress.%s' % sub)
+                    report.error('ingress.%s' % sub, '%s is retired: %s' % (name, RETIRED_INGRESS[sub]),
+                                 'remove %s from the inventory (docs/exposure.md)' % name)
                 elif sub not in INGRESS_DEFAULTS:
                     report.warn('unknown setting %s is ignored' % variable('ingress.%s' % sub))
                 elif subvalue is not None:
@@ -342,8 +342,8 @@ def check_image(image, tag, report, digest=None, allow_vulnerable=False):
         inline_digest = None
     digest = '' if digest is None else str(digest).strip()
     if digest and not _DIGEST.match(digest):
-        report.error('image_digest', '%s %r is not sha256:<64 lower-case hex digits>' % (variable('image_digest'),
-                                                                                          digest),
+        report.error('image_digest', '%s %r is not sha256:<64 lower-case hex digits>'
+                     % (variable('image_digest'), digest),
                      'copy the digest of the image index from the registry (e.g. docker buildx imagetools inspect '
                      'docker.io/ollama/ollama:%s, or crane digest), or set %s: ""'
                      % (tag or DEFAULT_OLLAMA_TAG, variable('image_digest')))
@@ -374,9 +374,9 @@ def check_image(image, tag, report, digest=None, allow_vulnerable=False):
             if below:
                 listed = '; '.join('%s (%s; fixed in %s)' % (cve, what, _dotted(fixed)) for cve, fixed, what in below)
                 if allow_vulnerable:
+                    opt_out = variable('image_allow_known_vulnerable').upper()
                     report.warn('OLLAMA %s HAS KNOWN CRITICAL CVEs AND RUNS ONLY BECAUSE %s IS TRUE: %s. Upgrade to '
-                                '%s or newer as soon as you can' % (tag, variable('image_allow_known_vulnerable').upper(),
-                                                                   listed, _dotted(MIN_OLLAMA)))
+                                '%s or newer as soon as you can' % (tag, opt_out, listed, _dotted(MIN_OLLAMA)))
                 else:
                     report.error('image_tag', 'Ollama %s has known critical CVEs: %s' % (tag, listed),
                                  '%s; to run this old version anyway (at your own risk) set %s: true'
@@ -386,8 +386,8 @@ def check_image(image, tag, report, digest=None, allow_vulnerable=False):
                             % (variable('image_tag'), tag))
     else:
         report.warn('%s pins a digest only; the CVE table (fixed in %s and later) cannot be checked: name the '
-                    'release in %s and the digest in %s' % (variable('image_tag'), _dotted(MIN_OLLAMA),
-                                                             variable('image_tag'), variable('image_digest')))
+                    'release in %s and the digest in %s'
+                    % (variable('image_tag'), _dotted(MIN_OLLAMA), variable('image_tag'), variable('image_digest')))
     result.update(tag=tag or None, digest=digest, version=_dotted(version) if version else None)
     if image:
         ref = image
