@@ -25,7 +25,7 @@ SELECTOR = {"app.kubernetes.io/name": "ollama", "app.kubernetes.io/instance": NA
 
 def ollama_statefulset(namespace, replicas=2, gpu=True):
     """Ollama replicas with a claim each (per-replica storage), as the plan's StatefulSet has them."""
-    container = {"name": "ollama", "image": "docker.io/ollama/ollama:0.11.4",
+    container = {"name": "ollama", "image": "docker.io/ollama/ollama:0.32.15",
                  "env": [{"name": "OLLAMA_KEEP_ALIVE", "value": "5m"}],
                  "volumeMounts": [{"name": "models", "mountPath": "/root/.ollama"}]}
     if gpu:
