@@ -103,6 +103,12 @@ def reached(line):
     return line.startswith("HTTP/1.1 ")
 
 
+def eventually_reached(cluster, namespace, pod, host, port, timeout=30):
+    """kube-router follows new pods within seconds: a pod just started may wait that long for its rules."""
+    return cluster.wait_for(lambda: reached(call_from(cluster, namespace, pod, host, port)), timeout=timeout,
+                            what=f"{namespace}/{pod} to reach {host}:{port}")
+
+
 def client_pod(cluster, namespace, name, labels=None):
     """A running pod of no workload of the collection's (the simulator runs the Ollama image for real)."""
     labels = dict({"app": name}, **(labels or {}))
@@ -212,13 +218,16 @@ def test_the_service_admits_listed_namespaces_and_pods_and_refuses_the_rest(
     run = converge(playbook, namespace, ollama_workload_allowed_namespaces=[allowed_ns],
                    ollama_workload_allowed_pods=[{"namespace": denied_ns, "labels": {"role": "rag"}}])
     assert run.rc == 0, run
-    _pod_ip, _port, cluster_ip, service_port = gate_address(cluster, namespace)
+    pod_ip, gate_port, cluster_ip, service_port = gate_address(cluster, namespace)
     client_pod(cluster, allowed_ns, "client")
     client_pod(cluster, denied_ns, "client")
     client_pod(cluster, denied_ns, "rag", labels={"role": "rag"})
-    assert reached(call_from(cluster, allowed_ns, "client", cluster_ip, service_port))
-    assert reached(call_from(cluster, denied_ns, "rag", cluster_ip, service_port))
-    assert call_from(cluster, denied_ns, "client", cluster_ip, service_port).startswith("blocked")
+    # The gate's pod address first (the policy alone), then the Service's ClusterIP (translated to it).
+    for host, port in ((pod_ip, gate_port), (cluster_ip, service_port)):
+        eventually_reached(cluster, allowed_ns, "client", host, port)
+        eventually_reached(cluster, denied_ns, "rag", host, port)
+        # Rules for all three pods are in by now: the one nobody listed stays out.
+        assert call_from(cluster, denied_ns, "client", host, port).startswith("blocked"), (host, port)
 
 
 @pytest.mark.profile("k3s")
@@ -233,7 +242,7 @@ def test_a_shared_namespace_keeps_its_labels_and_its_other_pods_stay_reachable(
     elsewhere = other_namespaces()
     client_pod(cluster, elsewhere, "client")
     gate_ip, gate_port, _cluster_ip, _port = gate_address(cluster, namespace)
-    assert call_from(cluster, elsewhere, "client", webui["status"]["podIP"], 11434).startswith("HTTP/1.1 200")
+    eventually_reached(cluster, elsewhere, "client", webui["status"]["podIP"], 11434)
     assert call_from(cluster, elsewhere, "client", gate_ip, gate_port).startswith("blocked")
 
 
