@@ -28,8 +28,8 @@ import re
 
 from ansible_collections.llmops.ollama.plugins.module_utils.cluster_facts import CONTROLLER_PODS, GATEWAY_GROUP
 
-# The inference routes a client may use; the gate allows the same set.
-CLIENT_PATHS = ('/api/generate', '/api/chat', '/api/embed', '/api/embeddings', '/api/tags', '/api/show', '/api/ps',
+# The inference routes a client may use, in the gate's order; the gate allows the same set.
+CLIENT_PATHS = ('/api/generate', '/api/chat', '/api/embed', '/api/embeddings', '/api/show', '/api/tags', '/api/ps',
                 '/api/version', '/v1')
 # Endpoints that change the model store; never routed unless the user opens them.
 ADMIN_PATHS = ('/api/pull', '/api/push', '/api/create', '/api/delete', '/api/copy', '/api/blobs')
@@ -165,10 +165,12 @@ def selector_matches(selector, labels):
 
 # ---------------------------------------------------------------- routes
 
-def check_paths(paths, open_admin, report):
-    """The client paths the Ingress and the HTTPRoute route, plus the admin paths when opened. A path that would
-    route an admin endpoint while they stay closed is refused."""
+def check_paths(paths, open_admin_paths, report):
+    """The client paths the Ingress and the HTTPRoute route, plus the admin paths the user opened
+    (``open_admin_paths``, a subset of :data:`ADMIN_PATHS`). A path that would route an admin endpoint that stays
+    closed is refused."""
     key = 'workload_ingress_paths'
+    opened = [a for a in ADMIN_PATHS if a in (open_admin_paths or [])]
     if not _is_list(paths) or not paths:
         report.error(key, '%s must be a non-empty list of paths, got %r' % (variable(key), paths),
                      'set %s to a list such as %s, or leave it out' % (variable(key), list(CLIENT_PATHS)))
@@ -180,19 +182,17 @@ def check_paths(paths, open_admin, report):
                          'write paths like /api/chat or /v1')
             continue
         trimmed = path.rstrip('/') or '/'
-        if not open_admin:
-            routed = [a for a in ADMIN_PATHS if trimmed == '/' or a == trimmed or a.startswith(trimmed + '/')
-                      or trimmed.startswith(a + '/')]
-            if routed:
-                report.error(key, '%s entry %s routes the model-admin endpoint %s, which stays closed'
-                             % (variable(key), path, ', '.join(routed)),
-                             'remove %s from %s, or set %s: true to route the admin endpoints on purpose'
-                             % (path, variable(key), variable('ingress.open_admin_endpoints')))
-                continue
+        routed = [a for a in ADMIN_PATHS if a not in opened and (
+            trimmed == '/' or a == trimmed or a.startswith(trimmed + '/') or trimmed.startswith(a + '/'))]
+        if routed:
+            report.error(key, '%s entry %s routes the model-admin endpoint %s, which stays closed'
+                         % (variable(key), path, ', '.join(routed)),
+                         'remove %s from %s, or set %s: true to route the admin endpoints on purpose'
+                         % (path, variable(key), variable('ingress.open_admin_endpoints')))
+            continue
         if trimmed not in result:
             result.append(trimmed)
-    if open_admin:
-        result.extend(a for a in ADMIN_PATHS if a not in result)
+    result.extend(a for a in opened if a not in result)
     return result
 
 

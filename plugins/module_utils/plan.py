@@ -1158,7 +1158,9 @@ def decide_exposure(facts, cfg, namespace, namespace_info, selector, models, rep
     httproute_enabled = check_bool('httproute_enabled', cfg['httproute_enabled'], report)
     open_admin = ingress['open_admin_endpoints']
     exposed = ingress['enabled'] or httproute_enabled
-    paths = exposure.check_paths(cfg['workload_ingress_paths'], open_admin, report) if exposed else []
+    # The admin paths routed at the controller: all of them when opened (the gate still decides who may use them).
+    open_admin_paths = list(ADMIN_ENDPOINTS) if open_admin else []
+    paths = exposure.check_paths(cfg['workload_ingress_paths'], open_admin_paths, report) if exposed else []
     if exposed and open_admin:
         report.warn('%s: true routes %s through the Ingress / HTTPRoute (the gate still decides)'
                     % (variable('ingress.open_admin_endpoints'), ', '.join(ADMIN_ENDPOINTS)))

@@ -16,7 +16,7 @@ import pytest
 
 NAME = "ollama"
 SELECTOR = f"app.kubernetes.io/name=ollama,app.kubernetes.io/instance={NAME}"
-CLIENT_PATHS = ["/api/generate", "/api/chat", "/api/embed", "/api/embeddings", "/api/tags", "/api/show", "/api/ps",
+CLIENT_PATHS = ["/api/generate", "/api/chat", "/api/embed", "/api/embeddings", "/api/show", "/api/tags", "/api/ps",
                 "/api/version", "/v1"]
 ADMIN_PATHS = ["/api/pull", "/api/push", "/api/create", "/api/delete", "/api/copy", "/api/blobs"]
 DEFAULT_TAG = "0.32.15"
