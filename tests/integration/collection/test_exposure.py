@@ -249,7 +249,9 @@ def test_the_httproute_attaches_to_a_gateway_with_the_client_paths(playbook, clu
     assert spec["hostnames"] == ["ollama.example.com"]
     (rule,) = spec["rules"]
     assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": p}} for p in CLIENT_PATHS]
-    assert rule["backendRefs"] == [{"name": NAME, "port": 11434}]
+    # The API server fills in the defaults (group "", kind Service, weight 1).
+    assert [{k: ref[k] for k in ("name", "port")} for ref in rule["backendRefs"]] == [{"name": NAME, "port": 11434}]
+    assert all(ref.get("kind", "Service") == "Service" for ref in rule["backendRefs"])
     (clients, _api) = cluster.get("networkpolicy", f"{NAME}-ingress", "-n", namespace)["spec"]["ingress"]
     assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}} in clients["from"]
 

@@ -422,9 +422,13 @@ UPGRADES = [
 def test_image_upgrade_rolls_without_multi_attach_and_keeps_the_models(playbook, cluster, namespace, variables):
     # One RWO claim pinned to a node (local-path) or a zone (EBS) whose only GPU the old pod holds: a surge pod
     # could never start there, so a RollingUpdate would deadlock; the plan's Recreate must finish.
+    model = cluster.model("tiny-a")
+    # The model is pulled by hand, not declared: the egress policy admits only declared registries, so open this one.
+    host, port = model.split("/", 1)[0].rsplit(":", 1)
+    variables = dict(variables, ollama_workload_extra_egress=[
+        {"to": [{"ipBlock": {"cidr": f"{host}/32"}}], "ports": [{"port": int(port), "protocol": "TCP"}]}])
     assert converge(playbook, namespace, ollama_image_tag="0.32.14", **variables).rc == 0
     (old,) = running(cluster, namespace, 1)
-    model = cluster.model("tiny-a")
     pulled = cluster.ollama(namespace, old["metadata"]["name"], "/api/pull",
                             {"model": model, "insecure": True, "stream": False})
     assert pulled.get("status") == "success", pulled
