@@ -23,7 +23,7 @@ import re
 from ansible_collections.llmops.ollama.plugins.module_utils import gate
 from ansible_collections.llmops.ollama.plugins.module_utils.cluster_facts import LABEL_MANAGED_BY, RWX_PROVISIONERS
 from ansible_collections.llmops.ollama.plugins.module_utils import exposure
-from ansible_collections.llmops.ollama.plugins.module_utils import vram
+from ansible_collections.llmops.ollama.plugins.module_utils import values, vram
 from ansible_collections.llmops.ollama.plugins.module_utils.quantity import (
     GI,
     MI,
@@ -210,26 +210,8 @@ class Report(object):
 
 # ---------------------------------------------------------------- config values
 
-def _as_bool(value):
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ('true', 'yes', 'on', '1'):
-        return True
-    if isinstance(value, str) and value.strip().lower() in ('false', 'no', 'off', '0'):
-        return False
-    if isinstance(value, int):
-        return bool(value)
-    return None
-
-
-def _as_int(value):
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and re.match(r'^\s*-?\d+\s*$', value):
-        return int(value)
-    return None
+_as_bool = values.as_bool
+_as_int = values.as_int
 
 
 def merge_config(config, report):
