@@ -16,9 +16,6 @@ LLMOPS_TEST_ENFORCING=1 (its CNI enforces NetworkPolicy) and LLMOPS_TEST_INGRESS
 import http.client
 import json
 import os
-import subprocess
-import sys
-import textwrap
 import time
 import uuid
 
@@ -32,19 +29,6 @@ ADMIN_PATHS = ["/api/pull", "/api/delete", "/api/create", "/api/push", "/api/cop
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 
 # One bounded TCP connect and HTTP GET from inside a pod's network namespace; prints the status line or "blocked".
-CLIENT = textwrap.dedent("""
-    import socket, sys
-    host, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    try:
-        with socket.create_connection((host, port), timeout=3) as sock:
-            sock.settimeout(5)
-            sock.sendall(f"GET {path} HTTP/1.1\\r\\nHost: {host}\\r\\nConnection: close\\r\\n\\r\\n".encode())
-            print(sock.recv(64).split(b"\\r\\n")[0].decode())
-    except OSError as exc:
-        print("blocked:", type(exc).__name__)
-""")
-
-
 # ---------------------------------------------------------------- what each test needs
 
 @pytest.fixture
@@ -85,19 +69,6 @@ def converge(playbook, namespace, **variables):
     return playbook("site.yml", extra)
 
 
-def pod_netns(cluster, namespace, pod):
-    from sim import network
-    uid = cluster.get("pod", "-n", namespace, pod)["metadata"]["uid"]
-    return network.pod_netns(cluster.kubeconfig.parent, uid)
-
-
-def call_from(cluster, namespace, pod, host, port, path="/api/version"):
-    result = subprocess.run(["ip", "netns", "exec", pod_netns(cluster, namespace, pod), sys.executable, "-c", CLIENT,
-                             host, str(port), path], capture_output=True, text=True, timeout=30, check=False)
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
-
-
 def reached(line):
     """A status line from the gate (or Ollama, before the gate): anything but a blocked connection."""
     return line.startswith("HTTP/1.1 ")
@@ -105,7 +76,7 @@ def reached(line):
 
 def eventually_reached(cluster, namespace, pod, host, port, timeout=30):
     """kube-router follows new pods within seconds: a pod just started may wait that long for its rules."""
-    return cluster.wait_for(lambda: reached(call_from(cluster, namespace, pod, host, port)), timeout=timeout,
+    return cluster.wait_for(lambda: reached(cluster.call_from_pod(namespace, pod, host, port)), timeout=timeout,
                             what=f"{namespace}/{pod} to reach {host}:{port}")
 
 
@@ -120,7 +91,7 @@ def client_pod(cluster, namespace, name, labels=None):
         pod = cluster.get("pod", name, "-n", namespace)
         address = pod["status"].get("podIP")
         if pod["status"].get("phase") == "Running" and address and \
-                call_from(cluster, namespace, name, address, 11434).startswith("HTTP/1.1 200"):
+                cluster.call_from_pod(namespace, name, address, 11434).startswith("HTTP/1.1 200"):
             return pod
         return None
     return cluster.wait_for(answering, timeout=90, what=f"the client pod {namespace}/{name}")
@@ -227,7 +198,7 @@ def test_the_service_admits_listed_namespaces_and_pods_and_refuses_the_rest(
         eventually_reached(cluster, allowed_ns, "client", host, port)
         eventually_reached(cluster, denied_ns, "rag", host, port)
         # Rules for all three pods are in by now: the one nobody listed stays out.
-        assert call_from(cluster, denied_ns, "client", host, port).startswith("blocked"), (host, port)
+        assert cluster.call_from_pod(denied_ns, "client", host, port).startswith("blocked"), (host, port)
 
 
 @pytest.mark.profile("k3s")
@@ -243,7 +214,7 @@ def test_a_shared_namespace_keeps_its_labels_and_its_other_pods_stay_reachable(
     client_pod(cluster, elsewhere, "client")
     gate_ip, gate_port, _cluster_ip, _port = gate_address(cluster, namespace)
     eventually_reached(cluster, elsewhere, "client", webui["status"]["podIP"], 11434)
-    assert call_from(cluster, elsewhere, "client", gate_ip, gate_port).startswith("blocked")
+    assert cluster.call_from_pod(elsewhere, "client", gate_ip, gate_port).startswith("blocked")
 
 
 # ---------------------------------------------------------------- through Traefik
