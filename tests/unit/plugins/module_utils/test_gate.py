@@ -3,7 +3,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The gate's decisions: keys (checked, never copied into the plan), routes, limits, the startup budget
 against OLLAMA_LOAD_TIMEOUT, the key maps nginx reads and the rotation annotation. Pure functions only;
-tests/integration/collection/test_gate.py runs the rendered config in front of a real Ollama."""
+tests/integration/collection/test_gate_nginx.py runs the rendered config in front of a real Ollama."""
 
 from __future__ import absolute_import, division, print_function
 
