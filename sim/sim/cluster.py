@@ -110,18 +110,29 @@ def _check_port_free(name: str, port: int, grace: float = 10.0) -> None:
 OWNER_ENV = "LLMOPS_SIM_OWNER"
 
 
-def _alive(pid: int, marker: str) -> bool:
-    """A pid counts as ours only while its environment carries our owner mark (pids get reused)."""
-    try:
-        return f"{OWNER_ENV}={marker}".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    except OSError:
-        return False
+def _alive(pid: int, marker: str, exec_grace: float = 2.0) -> bool:
+    """A pid counts as ours only while its environment carries our owner mark (pids get reused).
+
+    A process in the middle of execve (`ip netns exec` becoming kube-router, say) shows an empty environment
+    for a moment, longer on a loaded machine: while it is not a zombie, read again for up to exec_grace seconds.
+    """
+    mark = f"{OWNER_ENV}={marker}".encode()
+    deadline = time.monotonic() + exec_grace
+    while True:
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return False
+        if environ or state in ("Z", "X") or time.monotonic() >= deadline:
+            return mark in environ.split(b"\0")
+        time.sleep(0.05)
 
 
 def _pid_of_ours(marker: str) -> list:
     pids = []
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid() and _alive(int(entry.name), marker):
+        if entry.name.isdigit() and int(entry.name) != os.getpid() and _alive(int(entry.name), marker, exec_grace=0):
             pids.append(int(entry.name))
     return pids
 
