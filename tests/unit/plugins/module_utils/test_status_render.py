@@ -181,6 +181,8 @@ def test_measurements_from_generate_check_results_and_plain_dicts():
         {'pod': 'ollama-1', 'model': 'tiny-b:latest', 'tokens_per_second': 7, 'source': 'measured now'},
         {'pod': 'ollama-1', 'model': 'tiny-b', 'tokens_per_second': True},  # not a figure
         'not a dict',
+        # measured, then unloaded again (one model loaded at a time): its residency at the measurement stays
+        {'pod': 'ollama-0', 'model': 'tiny-b', 'tokens_per_second': 3.0, 'residency': {'gpu_percent': 55.5}},
     ]
     report = report_of(nodes, pods, replicas, infos, measurements=measurements)
     cells = dict(((r['name'], c['name']), c) for r in report['replicas'] for c in r['models'])
@@ -188,6 +190,10 @@ def test_measurements_from_generate_check_results_and_plain_dicts():
     assert cells[('ollama-0', 'tiny-a:latest')]['tokens_source'] == 'verification'
     assert cells[('ollama-1', 'tiny-b:latest')]['tokens_per_second'] == 7.0
     assert cells[('ollama-1', 'tiny-a:latest')]['tokens_per_second'] is None
+    assert cells[('ollama-0', 'tiny-b:latest')]['measured_gpu_percent'] == 55.5
+    assert any(re.search(r'^ollama-0\s+tiny-b:latest .* not loaded \(55\.5% GPU when measured\)\s+3\.0$', line)
+               for line in status.render_table(report))
+    assert 'not loaded now; 55.5% in GPU memory when measured' in status.render_html(report)
 
 
 # ---------------------------------------------------------------- the table
