@@ -33,7 +33,6 @@ from ansible_collections.llmops.ollama.plugins.module_utils.ollama_client import
     normalize_digest,
     short_name,
 )
-from ansible_collections.llmops.ollama.plugins.module_utils.plan import workload_selector  # noqa: F401 (re-exported)
 
 ERROR = 'error'
 WARNING = 'warning'
@@ -97,7 +96,10 @@ def measurement_index(measurements):
         key = model_key(model)
         if key is None:
             continue
-        out[(pod, key)] = {'tokens_per_second': float(tps), 'source': entry.get('source') or 'verification'}
+        residency = entry.get('residency') if isinstance(entry.get('residency'), dict) else {}
+        percent = residency.get('gpu_percent', entry.get('gpu_percent'))
+        out[(pod, key)] = {'tokens_per_second': float(tps), 'source': entry.get('source') or 'verification',
+                           'gpu_percent': percent if isinstance(percent, (int, float)) else None}
     return out
 
 
@@ -106,14 +108,15 @@ def measurement_index(measurements):
 def _model_cell(name, declared, tag, loaded, measured):
     cell = {'name': name, 'declared': declared, 'present': tag is not None, 'size': None, 'digest': None,
             'loaded': loaded is not None, 'size_loaded': None, 'size_vram': None, 'gpu_percent': None,
-            'processor': None, 'tokens_per_second': None, 'tokens_source': None}
+            'processor': None, 'tokens_per_second': None, 'tokens_source': None, 'measured_gpu_percent': None}
     if tag is not None:
         cell.update(size=tag.get('size'), digest=normalize_digest(tag.get('digest')))
     if loaded is not None:
         cell.update(size_loaded=loaded['size'], size_vram=loaded['size_vram'], gpu_percent=loaded['gpu_percent'],
                     processor=loaded['processor'], fully_on_gpu=loaded['fully_on_gpu'])
     if measured:
-        cell.update(tokens_per_second=measured['tokens_per_second'], tokens_source=measured['source'])
+        cell.update(tokens_per_second=measured['tokens_per_second'], tokens_source=measured['source'],
+                    measured_gpu_percent=measured['gpu_percent'])
     return cell
 
 
@@ -141,16 +144,15 @@ def build_report(namespace, name, nodes, pods, replica_pods, infos, declared=(),
     def problem(severity, text, replica=None, model=None, node=None):
         problems.append({'severity': severity, 'text': text, 'replica': replica, 'model': model, 'node': node})
 
-    declared_keys = []
+    # Model key -> the name shown: the declared ones first, in their order, then any other model a replica holds.
+    declared_names = {}
     for item in declared or []:
         item_name = item.get('name') if isinstance(item, dict) else item
         key = model_key(item_name) if item_name else None
-        if key and key not in [k for k, _ in declared_keys]:
-            declared_keys.append((key, short_name(item_name)))
+        if key and key not in declared_names:
+            declared_names[key] = short_name(item_name)
     measured = measurement_index(measurements)
-
-    # The models: the declared ones first, in their order, then any other model a replica holds.
-    model_names = [(k, n) for k, n in declared_keys]
+    model_names = dict(declared_names)
     digests = {}
     vram_on_node = {}
     for replica in replicas:
@@ -177,13 +179,13 @@ def build_report(namespace, name, nodes, pods, replica_pods, infos, declared=(),
         tags = dict((model_key(m.get('name') or ''), m) for m in info.get('models') or [])
         loaded = dict((model_key(m.get('name') or ''), m) for m in info.get('loaded') or [])
         for key, model in tags.items():
-            if key and key not in [k for k, _ in model_names]:
-                model_names.append((key, model.get('name')))
-        for key, shown in model_names:
+            if key and key not in model_names:
+                model_names[key] = model.get('name')
+        for key, shown in model_names.items():
             tag, load = tags.get(key), loaded.get(key)
-            if tag is None and key not in [k for k, _ in declared_keys]:
+            if tag is None and key not in declared_names:
                 continue
-            cell = _model_cell(tag.get('name') if tag else shown, key in [k for k, _ in declared_keys], tag, load,
+            cell = _model_cell(tag.get('name') if tag else shown, key in declared_names, tag, load,
                                measured.get((replica['name'], key)))
             cell['key'] = key
             replica['models'].append(cell)
@@ -201,11 +203,10 @@ def build_report(namespace, name, nodes, pods, replica_pods, infos, declared=(),
                             replica=replica['name'], model=cell['name'])
     for key, by_digest in digests.items():
         if len(by_digest) > 1:
-            shown = dict(model_names).get(key, key)
-            problem(WARNING, '%s differs between replicas: %s' % (shown, '; '.join(
-                '%s on %s' % (short_digest(d), ', '.join(sorted(r))) for d, r in sorted(by_digest.items(),
-                                                                                      key=lambda x: x[0] or ''))),
-                    model=shown)
+            shown = model_names.get(key, key)
+            where = ['%s on %s' % (short_digest(digest), ', '.join(sorted(names)))
+                     for digest, names in sorted(by_digest.items(), key=lambda item: item[0] or '')]
+            problem(WARNING, '%s differs between replicas: %s' % (shown, '; '.join(where)), model=shown)
 
     node_rows = []
     for node in nodes:
@@ -235,7 +236,7 @@ def build_report(namespace, name, nodes, pods, replica_pods, infos, declared=(),
     if hidden:
         node_rows = node_rows[:max_nodes]
 
-    models_shown = [n for k, n in model_names]
+    models_shown = list(model_names.values())
     counts = {
         'replicas': len(replicas),
         'ready': len([r for r in replicas if r['ready'] and not r['terminating']]),
@@ -267,6 +268,8 @@ def _gpu_cell(cell):
     if not cell['present']:
         return 'MISSING'
     if not cell['loaded']:
+        if cell['measured_gpu_percent'] is not None:
+            return 'not loaded (%s%% GPU when measured)' % cell['measured_gpu_percent']
         return 'not loaded'
     return '%s%% GPU (%s)' % (cell['gpu_percent'], cell['processor'])
 
@@ -368,6 +371,10 @@ def _model_html(cell):
         out.append('<div class="label">loaded: <span class="gpu-percent">%s%%</span> in GPU memory (%s)</div>'
                    % (_e(gpu), _e(cell['processor'])))
         out.append(_bar([('gpu', gpu), ('cpu', 100.0 - gpu)], '%s%% GPU, %s%% CPU' % (gpu, round(100.0 - gpu, 1))))
+    elif cell['measured_gpu_percent'] is not None:
+        gpu = cell['measured_gpu_percent']
+        out.append('<div class="label">not loaded now; %s%% in GPU memory when measured</div>' % _e(gpu))
+        out.append(_bar([('gpu', gpu), ('cpu', 100.0 - gpu)], 'when measured: %s%% GPU' % gpu))
     else:
         out.append('<div class="label">not loaded</div>')
     if cell['tokens_per_second'] is not None:
@@ -456,8 +463,10 @@ def render_html(report):
         for replica in report['replicas']:
             cell = next((c for c in replica.get('models') or [] if c.get('key') == key), None)
             if cell is None:
-                why = 'unreachable' if replica.get('error') else ('not declared' if replica.get('reachable')
-                                                                   else 'not read')
+                if replica.get('error'):
+                    why = 'unreachable'
+                else:
+                    why = 'not declared' if replica.get('reachable') else 'not read'
                 out.append('<td class="cell">%s</td>' % _e(why))
             else:
                 out.append(_model_html(cell))
@@ -538,7 +547,8 @@ def collect(api, namespace, name, selector, admin_key=None, declared=(), measure
                                                        num_predict=measure_num_predict, allow_cpu=True,
                                                        timeout=measure_timeout)
                     measured.append({'pod': facts['name'], 'model': model['name'], 'source': 'measured now',
-                                     'tokens_per_second': result['tokens_per_second']})
+                                     'tokens_per_second': result['tokens_per_second'],
+                                     'residency': result['residency']})
                 except OllamaError as exc:
                     notes.append('Measuring %s on %s failed: %s' % (model['name'], facts['name'], exc))
             try:

@@ -13,7 +13,7 @@ short_description: The Ollama deployment as a table and a self-contained HTML pa
 description:
   - Reads the GPU nodes (allocatable GPUs, the GPUs every pod on them requests, GPU memory from the
     C(nvidia.com/gpu.memory) label), the Ollama replicas (node, phase, readiness, restarts) and, through the API
-    server's pod proxy and the gate, each replica's models (C(/api/tags)) and the loaded ones (C(/api/ps)): size,
+    server's pod proxy and the gate, each replica's models (C(/api/tags)) and the loaded ones (C(/api/ps)) with size,
     digest, loaded or not, the share in GPU memory (C(size_vram) / C(size)) and the last measured tokens/s.
   - Returns the report, its lines as a terminal table (C(table)) and the problems found (a replica not Ready or
     not answering, a declared model missing on a replica, a loaded model partly or wholly on the CPU, a replica on
@@ -171,8 +171,8 @@ from ansible_collections.llmops.ollama.plugins.module_utils.status import (
     collect,
     render_html,
     render_table,
-    workload_selector,
 )
+from ansible_collections.llmops.ollama.plugins.module_utils.plan import workload_selector
 
 
 def write_page(module, path, text):
