@@ -528,8 +528,9 @@ def collect(api, namespace, name, selector, admin_key=None, declared=(), measure
     replica_pods = find_replicas(api, namespace, name, selector)
     if admin_key is None:
         admin_key = admin_key_from_secret(api, namespace, name)
-    nodes = api.list_all('/api/v1/nodes')
-    pods = api.list_all('/api/v1/pods', fieldSelector='status.phase!=Succeeded,status.phase!=Failed')
+    # Streamed page by page: build_report goes over each list once (thousands of nodes and pods).
+    nodes = api.iter_all('/api/v1/nodes')
+    pods = api.iter_all('/api/v1/pods', fieldSelector='status.phase!=Succeeded,status.phase!=Failed')
     notes = []
     if admin_key is None:
         notes.append('No admin key: the Secret %s-gate-admin was not found; the gate refuses the calls.' % name)
