@@ -232,6 +232,7 @@ def build_report(namespace, name, nodes, pods, replica_pods, infos, declared=(),
         if node_name is None:
             problem(ERROR, '%s not scheduled on any node' % ', '.join(hosts))
     node_rows.sort(key=lambda r: (not r['replicas'], r['name'] or ''))
+    problems.sort(key=lambda p: p['severity'] != ERROR)  # errors first, each kind in the order found
     hidden = max(0, len(node_rows) - max_nodes)
     if hidden:
         node_rows = node_rows[:max_nodes]
@@ -436,7 +437,7 @@ def render_html(report):
             out.append('<div class="label">GPU memory: unknown (no nvidia.com/gpu.memory label)</div>')
         for name in node['replicas']:
             replica = replicas.get(name) or {}
-            rcls = ' bad' if name in bad_replicas else ''
+            rcls = ' bad' if name in bad_replicas or not replica.get('ready') else ''
             out.append('<div class="replica%s" data-replica="%s"><b>%s</b> <span class="tag %s">%s</span>'
                        '<div class="meta">%s &middot; restarts <span class="restarts">%s</span> &middot; Ollama %s'
                        '</div></div>' % (
@@ -465,6 +466,8 @@ def render_html(report):
             if cell is None:
                 if replica.get('error'):
                     why = 'unreachable'
+                elif replica.get('terminating') or replica.get('phase') != 'Running':
+                    why = 'terminating' if replica.get('terminating') else replica.get('phase')
                 else:
                     why = 'not declared' if replica.get('reachable') else 'not read'
                 out.append('<td class="cell">%s</td>' % _e(why))

@@ -127,6 +127,8 @@ def test_not_ready_missing_partly_on_cpu_restarts_and_differing_digests_are_prob
     assert any(t.startswith('tiny-a:latest differs between replicas: aaaaaaaaaaaa on ollama-0; cccccccccccc on '
                             'ollama-1') for t in texts)
     assert not report['ok'] and report['counts']['errors'] == 3
+    severities = [p['severity'] for p in report['problems']]
+    assert severities == sorted(severities, key=lambda s: s != 'error')  # errors first
     # A model no one declared is listed where it is, and is not missing anywhere.
     assert report['models'] == ['tiny-a:latest', 'tiny-b:latest', 'extra:7b']
     assert 'extra:7b' not in [c['name'] for c in report['replicas'][0]['models']]
@@ -257,3 +259,17 @@ def test_every_value_from_the_cluster_is_escaped(hostile):
     assert not [t for t, _attrs in tags if t in ('script', 'img')]
     assert not [a for _tag, a in tags if any(k.startswith('on') for k in a)]
     assert page.count(status.html.escape(hostile, quote=True)) >= 4
+
+
+def test_a_terminating_replica_on_a_lost_node_is_highlighted_and_not_read():
+    nodes, pods, replicas, infos = healthy()
+    nodes[1] = node('gpu-1', ready=False)
+    replicas[1] = pod('ollama-1', 'gpu-1', ready=False)
+    replicas[1]['metadata']['deletionTimestamp'] = '2026-12-01T12:00:00Z'
+    del infos['ollama-1']  # collect() reads no terminating replica
+    report = report_of(nodes, pods, replicas, infos)
+    assert problems(report) == ['node gpu-1, which runs ollama-1, is not Ready', 'ollama-1 is terminating']
+    page = status.render_html(report)
+    assert '<div class="replica bad" data-replica="ollama-1">' in page
+    assert '<div class="node bad" data-node="gpu-1">' in page
+    assert page.count('<td class="cell">terminating</td>') == 2
