@@ -15,7 +15,7 @@ SIM_KUBECTL = $$(cd sim && ../$(PY) -c 'from sim.build import binary_path; print
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-deps: ## Install the Debian packages the simulator needs (as root); check Go
+deps: ## Install the Debian packages the simulator and the tests need (as root); check Go
 	@command -v go >/dev/null || { echo "go is not on PATH: install Go 1.26 or newer (Debian's golang-go is too old)"; exit 2; }
 	@missing=""; \
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
@@ -26,6 +26,7 @@ deps: ## Install the Debian packages the simulator needs (as root); check Go
 	command -v iptables >/dev/null || missing="$$missing iptables"; \
 	command -v ipset >/dev/null || missing="$$missing ipset"; \
 	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

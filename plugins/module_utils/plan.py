@@ -162,6 +162,11 @@ _DIGEST = re.compile(r'^sha256:[0-9a-f]{64}$')
 _PERCENT = re.compile(r'^(\d+)%$')
 
 
+def workload_selector(name):
+    """The labels of the Ollama pods of the workload ``name`` (the plan's affinity.label_selector)."""
+    return {'app.kubernetes.io/name': 'ollama', 'app.kubernetes.io/instance': name}
+
+
 def variable(key):
     """The user-facing variable for a config key (``replicas`` -> ``ollama_replicas``)."""
     return VARIABLES.get(key, key)
@@ -1397,7 +1402,7 @@ def compute_plan(facts, config):
         check_gpu_memory(models, eligible, gpus_per_pod, allow_offload, report,
                          cfg['workload_env_defaults'], cfg['workload_env'])
     check_existing_objects(facts, name, workload_kind, storage, report)
-    selector = {'app.kubernetes.io/name': 'ollama', 'app.kubernetes.io/instance': name}
+    selector = workload_selector(name)
     gate_plan = gate.plan_gate(cfg, name, replicas, workload_kind, strategy, rolling_update, report)
     ingress, httproute, network_policy = decide_exposure(
         facts, cfg, namespace, namespace_info, dict(selector, **{LABEL_MANAGED_BY: 'llmops.ollama'}), models, report,
