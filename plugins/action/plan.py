@@ -16,6 +16,9 @@ from ansible.plugins.action import ActionBase
 from ansible_collections.llmops.ollama.plugins.module_utils.k8s import HAS_KUBERNETES_CORE
 from ansible_collections.llmops.ollama.plugins.module_utils.plan import (
     DEFAULTS, compute_plan, config_from_role_vars, describe_errors)
+from ansible_collections.llmops.ollama.plugins.module_utils.values import as_bool
+from ansible_collections.llmops.ollama.plugins.module_utils.variable_names import PREFIXES, STRICT_VARIABLE, check_names
+from ansible_collections.llmops.ollama.plugins.plugin_utils.known_variables import known_variables
 from ansible_collections.llmops.ollama.plugins.modules import cluster_facts
 from ansible_collections.llmops.ollama.plugins.plugin_utils.controller_module import runs_in_controller, run_in_worker
 
@@ -42,6 +45,12 @@ class ActionModule(ActionBase):
             # Every ollama_* variable the task sees: inventory, play vars, role vars, extra vars.
             variables = dict((name, self._templar.template(value)) for name, value in task_vars.items()
                              if name.startswith('ollama_'))
+            names = [name for name in task_vars if name.startswith(PREFIXES)]
+        else:
+            names = list(variables)
+        # config_from_role_vars keeps the plan's settings only: a misspelt name has to be caught here.
+        strict = variables.get(STRICT_VARIABLE)
+        name_warnings, name_errors = check_names(names, known_variables(), strict=bool(as_bool(strict)))
         config = config_from_role_vars(variables)
         if args.get('models') is not None:
             config['models'] = args['models']
@@ -62,6 +71,10 @@ class ActionModule(ActionBase):
             facts = read['cluster']
             result['cluster'] = facts
         plan = compute_plan(facts, config)
+        if name_warnings or name_errors:
+            plan['warnings'] = name_warnings + list(plan['warnings'])
+            plan['errors'] = name_errors + list(plan['errors'])
+            plan['ok'] = not plan['errors']
         result.update(changed=False, plan=plan)
         if args.get('fact_name'):
             result['ansible_facts'] = {args['fact_name']: plan}
