@@ -28,8 +28,8 @@ def test_a_misspelt_name_warns_with_the_closest_known_name():
 
 
 def test_role_prefixed_names_are_checked_too():
-    warnings, _ = check_names(['model_pull_timout'], KNOWN)
-    assert len(warnings) == 1 and 'did you mean model_pull_timeout?' in warnings[0]
+    warnings, errors = check_names(['model_pull_timout'], KNOWN)
+    assert errors == [] and len(warnings) == 1 and 'did you mean model_pull_timeout?' in warnings[0]
 
 
 def test_strict_turns_each_unknown_name_into_a_plan_error_with_the_fix():
