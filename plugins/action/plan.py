@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The plan is a pure function: compute it on the controller instead of shipping a module to run it.
 
-Without ``facts`` it reads them itself with the cluster_facts module (in this process on a local connection)
+Without ``facts`` it reads them itself with the cluster_info module (in this process on a local connection)
 and keeps them in its result, so thousands of nodes' facts never pass through templating on their way from
 one task to the next.
 """
@@ -19,7 +19,7 @@ from ansible_collections.llmops.ollama.plugins.module_utils.plan import (
 from ansible_collections.llmops.ollama.plugins.module_utils.values import as_bool
 from ansible_collections.llmops.ollama.plugins.module_utils.variable_names import PREFIXES, STRICT_VARIABLE, check_names
 from ansible_collections.llmops.ollama.plugins.plugin_utils.known_variables import known_variables
-from ansible_collections.llmops.ollama.plugins.modules import cluster_facts
+from ansible_collections.llmops.ollama.plugins.modules import cluster_info
 from ansible_collections.llmops.ollama.plugins.plugin_utils.controller_module import runs_in_controller, run_in_worker
 
 OWN_ARGS = ('facts', 'variables', 'models', 'fail_on_error', 'request_timeout', 'fact_name')
@@ -30,10 +30,10 @@ class ActionModule(ActionBase):
     _requires_connection = False
 
     def _read_cluster(self, module_args, task_vars):
-        """cluster_facts in this process on a local connection, else as a module."""
+        """cluster_info in this process on a local connection, else as a module."""
         if runs_in_controller(self, HAS_KUBERNETES_CORE):
-            return run_in_worker(self, cluster_facts.main, module_args, check_mode=True, diff=False)
-        return self._execute_module(module_name='llmops.ollama.cluster_facts', module_args=module_args,
+            return run_in_worker(self, cluster_info.main, module_args, check_mode=True, diff=False)
+        return self._execute_module(module_name='llmops.ollama.cluster_info', module_args=module_args,
                                     task_vars=task_vars)
 
     def run(self, tmp=None, task_vars=None):
@@ -56,7 +56,7 @@ class ActionModule(ActionBase):
             config['models'] = args['models']
         facts = args.get('facts')
         if facts is None:
-            # Auth options (module_defaults of group/llmops.ollama.cluster) pass through to cluster_facts.
+            # Auth options (module_defaults of group/llmops.ollama.cluster) pass through to cluster_info.
             module_args = dict((k, v) for k, v in args.items() if k not in OWN_ARGS)
             label = config.get('gpu_node_label') or DEFAULTS['gpu_node_label']
             selector = config.get('node_selector') or {}
