@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible.plugins.action import ActionBase
+from ansible.utils.display import Display
 
 from ansible_collections.llmops.ollama.plugins.module_utils.k8s import HAS_KUBERNETES_CORE
 from ansible_collections.llmops.ollama.plugins.module_utils.plan import (
@@ -83,4 +84,9 @@ class ActionModule(ActionBase):
         if plan['errors'] and args.get('fail_on_error', True):
             result.update(failed=True, msg='The plan found %d problem(s); nothing was changed in the cluster.\n%s'
                           % (len(plan['errors']), describe_errors(plan['errors'])))
+            if Display().verbosity < 1:
+                # A failure shows the problems and their fixes only: the plan and the facts are hundreds of lines.
+                for key in ('plan', 'cluster', 'ansible_facts'):
+                    result.pop(key, None)
+                result['msg'] += '\n(The whole plan: run with -v, or register the task with fail_on_error: false.)'
         return result

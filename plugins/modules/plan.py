@@ -50,7 +50,10 @@ options:
         C(gpu_preflight_plan)).
     type: str
   fail_on_error:
-    description: Fail when the plan has errors. With C(false) the errors come back in C(plan.errors).
+    description:
+      - Fail when the plan has errors. With C(false) the errors come back in C(plan.errors).
+      - A failure returns only the problems, each with its fix, in C(msg); with C(-v) it also returns C(plan) and
+        C(cluster).
     type: bool
     default: true
 extends_documentation_fragment:
@@ -76,11 +79,11 @@ EXAMPLES = r'''
 RETURN = r'''
 cluster:
   description: The cluster facts, when the plan read them itself; see M(llmops.ollama.cluster_info).
-  returned: when I(facts) is left out
+  returned: when I(facts) is left out (on failure with C(-v) only)
   type: dict
 plan:
   description: Every decision; see the README of the gpu_preflight role for each key.
-  returned: success
+  returned: success, and on failure with C(-v)
   type: dict
   contains:
     ok:

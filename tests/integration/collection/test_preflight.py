@@ -108,6 +108,8 @@ def test_all_gpus_taken_is_refused(playbook, cluster, namespace):
 def test_missing_kubeconfig_context_and_unreachable_server_fail_clearly(playbook, cluster, namespace, tmp_path):
     missing = playbook("preflight.yml", {"ollama_namespace": namespace}, kubeconfig=tmp_path / "nope")
     assert missing.rc != 0 and "does not exist" in missing.failure and "ollama_kubeconfig" in missing.failure
+    # The path itself, not ******** (kubernetes.core marks the option no_log).
+    assert f"the kubeconfig {tmp_path / 'nope'} does not exist" in missing.failure, missing.failure
     context = playbook("preflight.yml", {"ollama_namespace": namespace, "ollama_context": "no-such-context"})
     assert context.rc != 0 and "ollama_context" in context.failure, context
     config = json.loads(cluster.kubeconfig.read_text())
