@@ -38,6 +38,9 @@ options:
       - The user's C(ollama_*) variables (for example C(ollama_replicas), C(ollama_storage_class)); others are ignored.
       - When left out, every C(ollama_*) variable the task sees is used (inventory, play, role and extra vars).
       - Variables left out take the defaults documented in the role README of M(llmops.ollama.gpu_preflight).
+      - A variable named like the collection's (C(ollama_*), C(gpu_preflight_*), C(ha_policy_*), C(model_pull_*),
+        C(storage_provisioner_*)) that none of its roles and playbooks reads is a warning naming the closest known
+        variable, or an error when C(ollama_strict_variables) is true.
     type: dict
   models:
     description:

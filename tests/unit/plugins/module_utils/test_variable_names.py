@@ -56,7 +56,7 @@ def test_known_names_come_from_the_roles_playbooks_and_the_plan():
 
 
 @pytest.mark.parametrize('pattern', ['inventories/*/group_vars/*.yml', 'extensions/molecule/*/inventory/group_vars/*.yml',
-                                     'roles/*/README.md', 'docs/*.md', 'README.md'])
+                                     'extensions/molecule/*/*.yml', 'roles/*/README.md', 'docs/*.md', 'README.md'])
 def test_the_shipped_inventories_and_docs_name_only_known_variables(pattern):
     # A warning on the collection's own inventories or documented names would teach users to ignore it.
     known = known_variables()
