@@ -10,7 +10,7 @@ COLLECTION_DIR := .collections/ansible_collections/llmops/ollama
 PYTEST_ARGS ?=
 SIM_KUBECTL = $$(cd sim && ../$(PY) -c 'from sim.build import binary_path; print(binary_path("kubectl"))')
 
-.PHONY: help deps venv sim-build sim-up sim-down sim-status sim-node sim-restart demo test unit integration lint sanity molecule collection clean gpu-pack gpu-check
+.PHONY: help deps venv sim-build sim-up sim-down sim-status sim-node sim-restart demo test unit integration lint sanity molecule collection ee clean gpu-pack gpu-check
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -84,7 +84,13 @@ sanity: venv ## ansible-test sanity, no ignore entries
 molecule: sim-build collection ## Molecule scenarios (k3s-single, k3s-ha, eks-ha) against the simulated cluster
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/molecule test --all
 
-test: sim-build collection lint sanity ## The whole suite: lint, sanity, unit and integration tests, molecule
+ee: venv ## ansible-builder create: the execution environment's build context in .cache/ee (no container engine)
+	rm -rf .cache/ee
+	$(VENV)/bin/ansible-builder create -f meta/execution-environment.yml --context .cache/ee --output-filename Containerfile
+	@test -s .cache/ee/Containerfile && test -s .cache/ee/_build/requirements.txt && test -s .cache/ee/_build/bindep.txt \
+	  && test -s .cache/ee/_build/requirements.yml || { echo "ansible-builder create left an incomplete context in .cache/ee"; exit 1; }
+
+test: sim-build collection lint sanity ee ## The whole suite: lint, sanity, ee, unit and integration tests, molecule
 	$(PY) -m pytest tests/unit tests/integration -q $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory molecule
 

@@ -3,7 +3,7 @@
 
 One whole cycle, nothing kept from an earlier run: build the ggml CUDA backend of the pinned Ollama for the
 card nvidia-smi reports, lay it out as Ollama's Linux release does, start the carried Ollama on 127.0.0.1,
-create the models, run the collection's own modules on it by URL (gpu_host_facts, ollama_info,
+create the models, run the collection's own modules on it by URL (gpu_host_info, ollama_info,
 ollama_generate_check on a model fully in VRAM, one forced to the CPU and one partly offloaded), then load a
 model under several context lengths, OLLAMA_NUM_PARALLEL values and KV cache types and set the collection's
 VRAM estimate (plugins/module_utils/vram.py) against /api/ps and the memory the runner process really holds.
@@ -317,7 +317,7 @@ class Runner(object):
             ('generate_cpu_tiny', 'tiny-a-cpu', 16),
         ]
         tasks = [
-            {'name': 'gpu_host_facts on the real nvidia-smi', 'llmops.ollama.gpu_host_facts': {},
+            {'name': 'gpu_host_info on the real nvidia-smi', 'llmops.ollama.gpu_host_info': {},
              'register': 'host_facts', 'ignore_errors': True},
         ]
         for key, model, tokens in checks:
@@ -347,7 +347,7 @@ class Runner(object):
         raw = json.loads(results.read_text())
         summary = {}
         host = raw['host_facts'].get('gpu') or {}
-        summary['gpu_host_facts'] = {'ok': not raw['host_facts'].get('failed'), 'msg': raw['host_facts'].get('msg'),
+        summary['gpu_host_info'] = {'ok': not raw['host_facts'].get('failed'), 'msg': raw['host_facts'].get('msg'),
                                      'gpu': host}
         endpoint = (raw['info'].get('endpoints') or [{}])[0]
         summary['ollama_info'] = {'ok': not raw['info'].get('failed') and bool(endpoint.get('reachable')),
@@ -367,8 +367,8 @@ class Runner(object):
             self.say('ollama_generate_check %-22s %s  %s tokens/s, size_vram %s of %s%s' % (
                 model, 'FAILED' if s['failed'] else 'passed', s['tokens_per_second'], res.get('size_vram'),
                 res.get('size'), ('  msg: ' + s['msg'].splitlines()[-1][:200]) if s['failed'] and s['msg'] else ''))
-        self.say('gpu_host_facts: %s' % json.dumps({k: host.get(k) for k in (
-            'gpu_count', 'driver_version', 'cuda_version')} if host else summary['gpu_host_facts']['msg']))
+        self.say('gpu_host_info: %s' % json.dumps({k: host.get(k) for k in (
+            'gpu_count', 'driver_version', 'cuda_version')} if host else summary['gpu_host_info']['msg']))
         self.say('ollama_info: %s; loaded: %s' % (
             ', '.join(summary['ollama_info']['models'] or [str(summary['ollama_info']['msg'])]),
             ', '.join('%s %s' % (m['name'], m['processor']) for m in summary['ollama_info']['loaded'])))
@@ -502,8 +502,8 @@ class Runner(object):
         """The checks the lane stands for; each failure is printed."""
         m = self.results.get('modules') or {}
         problems = []
-        if not (m.get('gpu_host_facts') or {}).get('ok'):
-            problems.append('gpu_host_facts failed')
+        if not (m.get('gpu_host_info') or {}).get('ok'):
+            problems.append('gpu_host_info failed')
         if not (m.get('ollama_info') or {}).get('ok'):
             problems.append('ollama_info failed')
         for key in ('generate_gpu',):

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Preflight over the simulator's scale profile, as a ratio to `kubectl get nodes -o json` plus an empty
-ansible-playbook run, measured in one run at each node count. Also the cluster_facts module's peak memory.
+ansible-playbook run, measured in one run at each node count. Also the cluster_info module's peak memory.
 
     make bench-preflight            # 100, 1000 and 5000 nodes
     bench/preflight/run.py 100 1000 # chosen counts
@@ -49,7 +49,7 @@ def facts_module_peak_mb(kubeconfig):
     # A wrapper process of its own, so the peak is the module's and not kubectl's or ansible-playbook's.
     wrapper = ("import json, resource, subprocess, sys; out = subprocess.run(sys.argv[1:], capture_output=True, text=True, "
                "check=True).stdout; print(json.dumps([resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, out]))")
-    module = "ansible_collections.llmops.ollama.plugins.modules.cluster_facts"
+    module = "ansible_collections.llmops.ollama.plugins.modules.cluster_info"
     result = subprocess.run([sys.executable, "-c", wrapper, str(REPO / ".venv/bin/python"), "-m", module, args.name],
                             capture_output=True, text=True, env=env, check=True)
     peak_kb, out = json.loads(result.stdout)
@@ -79,8 +79,8 @@ def main(counts):
         ratio = preflight / (baseline_get + baseline_empty)
         rows.append((count, seen, baseline_get, baseline_empty, preflight, ratio, peak_mb))
         print(f"{count} nodes: preflight {preflight:.2f}s, kubectl get nodes {baseline_get:.2f}s + empty playbook "
-              f"{baseline_empty:.2f}s -> ratio {ratio:.2f}; cluster_facts peak {peak_mb:.0f} MB ({seen} nodes)", flush=True)
-    print("\n| nodes | kubectl get nodes -o json (s) | empty playbook (s) | preflight.yml (s) | ratio | cluster_facts peak RSS (MB) |")
+              f"{baseline_empty:.2f}s -> ratio {ratio:.2f}; cluster_info peak {peak_mb:.0f} MB ({seen} nodes)", flush=True)
+    print("\n| nodes | kubectl get nodes -o json (s) | empty playbook (s) | preflight.yml (s) | ratio | cluster_info peak RSS (MB) |")
     print("|---:|---:|---:|---:|---:|---:|")
     for count, _seen, get, empty_s, pre, ratio, peak in rows:
         print(f"| {count} | {get:.2f} | {empty_s:.2f} | {pre:.2f} | {ratio:.2f} | {peak:.0f} |")

@@ -58,7 +58,22 @@ def new_module(argument_spec, **kwargs):
         module.fail_json(msg='the kubernetes.core collection (>= 6.2.0) is missing. Fix: pip install ansible==12.x '
                              'or ansible-galaxy collection install -r requirements.yml')
     # kubeconfig.py talks to the cluster; the kubernetes client is needed only for an auth-provider user.
-    return make_module(AnsibleK8SModule, spec, check_k8s=False, **kwargs)
+    return unmask_kubeconfig_path(make_module(AnsibleK8SModule, spec, check_k8s=False, **kwargs))
+
+
+def unmask_kubeconfig_path(module):
+    """kubernetes.core marks ``kubeconfig`` no_log, for a kubeconfig given inline as a dict (credentials); a path is
+    no secret, and masking it turned 'the kubeconfig /x does not exist' into 'the kubeconfig ******** does not
+    exist'. A path stays out of the masked values; a dict's values stay masked."""
+    path = module.params.get('kubeconfig')
+    if isinstance(path, str):
+        # AnsibleModule keeps them in no_log_values (AnsibleK8SModule wraps one), the in-process module in
+        # _no_log_values.
+        inner = getattr(module, '_module', module)
+        for values in (getattr(inner, 'no_log_values', None), getattr(module, '_no_log_values', None)):
+            if isinstance(values, set):
+                values.discard(path)
+    return module
 
 
 class Api(object):

@@ -542,7 +542,7 @@ def normalize_models(models, report):
             'size_bytes': size_bytes,
             'size': format_size(size_bytes),
             'digest': digest,
-            # from the GGUF header at the registry (ollama_model_facts) or declared on the entry
+            # from the GGUF header at the registry (ollama_model_info) or declared on the entry
             'architecture': item.get('architecture'),
             'architecture_error': item.get('architecture_error'),
         })

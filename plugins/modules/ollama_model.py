@@ -103,7 +103,7 @@ attributes:
 notes:
   - Ollama cannot pull by digest; a pinned model is pulled by its tag and its digest checked afterwards. On a
     mismatch a model that was not there before is removed again and the task fails.
-  - M(llmops.ollama.ollama_model_facts) checks pins against the registry before anything is pulled.
+  - M(llmops.ollama.ollama_model_info) checks pins against the registry before anything is pulled.
 '''
 
 EXAMPLES = r'''

@@ -6,11 +6,14 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+# Documentation only: the plan runs on the controller in its action plugin (plugins/action/plan.py), the one
+# implementation, which never ships a module; a remote or delegated task still plans on the controller.
+
 DOCUMENTATION = r'''
 module: plan
 short_description: Decide every deployment choice from cluster facts and the wanted configuration
 description:
-  - A pure function of its inputs; it talks to no cluster and changes nothing. It runs on the controller.
+  - A pure function of its inputs; it changes nothing. It always runs on the controller (an action plugin).
   - Returns the plan (workload kind and strategy, storage layout and claim size, anti-affinity, zone spread,
     disruption budget, RuntimeClass, eligible GPU nodes, models, Ingress, HTTPRoute, NetworkPolicies, namespace
     ownership) that every later role renders.
@@ -21,8 +24,8 @@ author:
 options:
   facts:
     description:
-      - The C(cluster) result of M(llmops.ollama.cluster_facts).
-      - When left out, the plan reads the cluster itself with M(llmops.ollama.cluster_facts) (the auth options
+      - The C(cluster) result of M(llmops.ollama.cluster_info).
+      - When left out, the plan reads the cluster itself with M(llmops.ollama.cluster_info) (the auth options
         below apply) and returns the facts as C(cluster); thousands of nodes' facts then never pass through
         templating between tasks.
     type: dict
@@ -35,10 +38,13 @@ options:
       - The user's C(ollama_*) variables (for example C(ollama_replicas), C(ollama_storage_class)); others are ignored.
       - When left out, every C(ollama_*) variable the task sees is used (inventory, play, role and extra vars).
       - Variables left out take the defaults documented in the role README of M(llmops.ollama.gpu_preflight).
+      - A variable named like the collection's (C(ollama_*), C(gpu_preflight_*), C(ha_policy_*), C(model_pull_*),
+        C(storage_provisioner_*)) that none of its roles and playbooks reads is a warning naming the closest known
+        variable, or an error when C(ollama_strict_variables) is true.
     type: dict
   models:
     description:
-      - The models with their sizes, as M(llmops.ollama.ollama_model_facts) returns them; they replace C(ollama_models).
+      - The models with their sizes, as M(llmops.ollama.ollama_model_info) returns them; they replace C(ollama_models).
     type: list
     elements: raw
   fact_name:
@@ -47,7 +53,10 @@ options:
         C(gpu_preflight_plan)).
     type: str
   fail_on_error:
-    description: Fail when the plan has errors. With C(false) the errors come back in C(plan.errors).
+    description:
+      - Fail when the plan has errors. With C(false) the errors come back in C(plan.errors).
+      - A failure returns only the problems, each with its fix, in C(msg); with C(-v) it also returns C(plan) and
+        C(cluster).
     type: bool
     default: true
 extends_documentation_fragment:
@@ -72,12 +81,12 @@ EXAMPLES = r'''
 
 RETURN = r'''
 cluster:
-  description: The cluster facts, when the plan read them itself; see M(llmops.ollama.cluster_facts).
-  returned: when I(facts) is left out
+  description: The cluster facts, when the plan read them itself; see M(llmops.ollama.cluster_info).
+  returned: when I(facts) is left out (on failure with C(-v) only)
   type: dict
 plan:
   description: Every decision; see the README of the gpu_preflight role for each key.
-  returned: success
+  returned: success, and on failure with C(-v)
   type: dict
   contains:
     ok:
@@ -136,48 +145,3 @@ plan:
       description: The ingress and egress NetworkPolicy specs over the collection's pods, and what they admit.
       type: dict
 '''
-
-from ansible_collections.llmops.ollama.plugins.module_utils.cluster_facts import read_cluster
-from ansible_collections.llmops.ollama.plugins.module_utils.k8s import Api, ClusterError, new_module
-from ansible_collections.llmops.ollama.plugins.module_utils.plan import (
-    DEFAULTS, compute_plan, config_from_role_vars, describe_errors)
-
-
-def main():
-    """Runs where the action plugin is not used (the action plugin is the usual path)."""
-    module = new_module(
-        argument_spec=dict(
-            facts=dict(type='dict'),
-            variables=dict(type='dict'),
-            models=dict(type='list', elements='raw'),
-            fail_on_error=dict(type='bool', default=True),
-            fact_name=dict(type='str'),
-            request_timeout=dict(type='int', default=30),
-        ),
-        supports_check_mode=True,
-    )
-    config = config_from_role_vars(module.params['variables'] or {})
-    if module.params['models'] is not None:
-        config['models'] = module.params['models']
-    result = {}
-    facts = module.params['facts']
-    if facts is None:
-        try:
-            facts = read_cluster(Api(module, module.params['request_timeout']),
-                                 config.get('namespace') or DEFAULTS['namespace'])
-        except ClusterError as exc:
-            module.fail_json(msg=str(exc))
-        result['cluster'] = facts
-    plan = compute_plan(facts, config)
-    for warning in plan['warnings']:
-        module.warn(warning)
-    if plan['errors'] and module.params['fail_on_error']:
-        module.fail_json(msg='The plan found %d problem(s); nothing was changed in the cluster.\n%s'
-                         % (len(plan['errors']), describe_errors(plan['errors'])), plan=plan)
-    if module.params['fact_name']:
-        result['ansible_facts'] = {module.params['fact_name']: plan}
-    module.exit_json(changed=False, plan=plan, **result)
-
-
-if __name__ == '__main__':
-    main()

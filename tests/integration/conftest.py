@@ -294,18 +294,25 @@ class PlaybookRun:
 @pytest.fixture
 def playbook(cluster):
     """Run a playbook of the collection against the test cluster, with the sim inventory."""
-    def run(name, extra_vars=None, check=False, diff=False, kubeconfig=None, inventory="inventories/sim", timeout=900):
+    def run(name, extra_vars=None, check=False, diff=False, kubeconfig=None, inventory="inventories/sim", timeout=900,
+            config=None, cwd=None, stdout_callback="ansible.builtin.json", verbosity=0):
+        """name: a file under playbooks/, or a collection playbook (llmops.ollama.site) with config, an
+        ansible.cfg whose collections path holds an installed copy, and cwd outside the checkout."""
         variables = {"ollama_kubeconfig": str(kubeconfig or cluster.kubeconfig)}
         variables.update(extra_vars or {})
-        cmd = [str(REPO / ".venv" / "bin" / "ansible-playbook"), str(REPO / "playbooks" / name),
+        target = name if config else str(REPO / "playbooks" / name)
+        cmd = [str(REPO / ".venv" / "bin" / "ansible-playbook"), target,
                "-i", str(REPO / inventory), "-e", json.dumps(variables)]
         if check:
             cmd.append("--check")
         if diff:
             cmd.append("--diff")
+        if verbosity:
+            cmd.append("-" + "v" * verbosity)
         registry = next(iter(cluster.models), "10.245.255.250:5000/").split("/", 1)[0]
-        env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
-                   ANSIBLE_NOCOLOR="1", LLMOPS_SIM_REGISTRY=registry)
-        completed = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=timeout, check=False)
+        env = dict(os.environ, ANSIBLE_CONFIG=str(config or REPO / "ansible.cfg"),
+                   ANSIBLE_STDOUT_CALLBACK=stdout_callback, ANSIBLE_NOCOLOR="1", LLMOPS_SIM_REGISTRY=registry)
+        completed = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd or REPO, timeout=timeout,
+                                   check=False)
         return PlaybookRun(completed)
     return run

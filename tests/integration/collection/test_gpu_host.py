@@ -1,4 +1,4 @@
-"""gpu_host_facts end to end on this host, with nvidia-smi replaced by a script that prints output recorded
+"""gpu_host_info end to end on this host, with nvidia-smi replaced by a script that prints output recorded
 on a real H100 (tests/unit/fixtures/nvidia-smi): the simulator has no GPU hosts to reach over SSH."""
 
 import json
@@ -10,10 +10,10 @@ REPO = Path(__file__).resolve().parents[3]
 FIXTURES = REPO / "tests" / "unit" / "fixtures" / "nvidia-smi"
 
 
-def run_module(args):
+def run_module(args, name="llmops.ollama.gpu_host_info"):
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
                ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json")
-    result = subprocess.run([str(REPO / ".venv/bin/ansible"), "localhost", "-m", "llmops.ollama.gpu_host_facts",
+    result = subprocess.run([str(REPO / ".venv/bin/ansible"), "localhost", "-m", name,
                              "-a", json.dumps(args)], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
     report = json.loads(result.stdout[result.stdout.index("{"):])
     return report["plays"][0]["tasks"][0]["hosts"]["localhost"]
@@ -62,3 +62,15 @@ def test_a_driver_that_does_not_answer_fails_with_the_fix(tmp_path):
     result = run_module({"nvidia_smi": str(script)})
     assert result["failed"] and "couldn't communicate with the NVIDIA driver" in result["msg"]
     assert "load the NVIDIA kernel driver" in result["msg"]
+
+
+def test_the_old_facts_name_redirects_with_a_deprecation(tmp_path):
+    # gpu_host_facts returned no ansible_facts; it is gpu_host_info now, and the old name still runs it.
+    config = tmp_path / "config.toml"
+    config.write_text('[plugins."io.containerd.grpc.v1.cri".containerd.runtimes."nvidia"]\n')
+    args = {"nvidia_smi": str(fake_nvidia_smi(tmp_path)), "containerd_config": str(config)}
+    old = run_module(args, name="llmops.ollama.gpu_host_facts")
+    assert old["gpu"] == run_module(args)["gpu"]
+    assert [d["msg"] for d in old["deprecations"]] == [
+        "llmops.ollama.gpu_host_facts has been deprecated. Use llmops.ollama.gpu_host_info instead (the same "
+        "module, renamed)."], old

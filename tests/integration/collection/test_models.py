@@ -331,8 +331,8 @@ def test_a_digest_pin_that_does_not_match_fails_and_leaves_nothing(cluster, name
     rc, result = run_module(cluster, "ollama_model", {"namespace": namespace, "pod": pod,
                                                       "models": [f"{model}@{cluster.models[model]}"]})
     assert rc == 0 and not result["changed"], result
-    # ollama_model_facts catches the wrong pin before anything is pulled, from the registry manifest.
-    rc, facts = run_module(cluster, "ollama_model_facts", {"models": [{"name": model, "digest": wrong}],
+    # ollama_model_info catches the wrong pin before anything is pulled, from the registry manifest.
+    rc, facts = run_module(cluster, "ollama_model_info", {"models": [{"name": model, "digest": wrong}],
                                                            "insecure_registries": [registry_of(cluster)]})
     assert rc != 0 and "but the registry serves" in facts["msg"]
 
@@ -340,7 +340,7 @@ def test_a_digest_pin_that_does_not_match_fails_and_leaves_nothing(cluster, name
 @pytest.mark.profile("k3s")
 def test_model_facts_read_sizes_from_the_registry_and_fall_back_to_declared(cluster):
     big = cluster.model("tiny-big")
-    rc, result = run_module(cluster, "ollama_model_facts", {
+    rc, result = run_module(cluster, "ollama_model_info", {
         "models": [big, {"name": "unreachable.invalid/library/x:1", "size": "2GB"}],
         "insecure_registries": [registry_of(cluster)], "timeout": 3})
     assert rc == 0, result

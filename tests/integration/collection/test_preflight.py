@@ -55,7 +55,7 @@ BAD_INPUT = [
     ({"ollama_replicas": 0}, "ollama_replicas"),
     ({"ollama_storage_mode": "tiered"}, "ollama_storage_mode"),
     # tiny-big (58 MB, its size read from the simulator's registry) cannot fit a 1Mi claim.
-    ({"ollama_claim_size": "1Mi", "ollama_models": [{"name": "{{ ollama_sim_registry }}/library/tiny-big:latest"}]},
+    ({"ollama_claim_size": "1Mi", "ollama_models": [{"name": "{{ sim_registry }}/library/tiny-big:latest"}]},
      "ollama_claim_size"),
     ({"ollama_storage_class": "fast-nvme"}, "ollama_storage_class"),
     ({"ollama_replicas": 2, "ollama_storage_mode": "shared"}, "ollama_storage_mode"),
@@ -108,6 +108,8 @@ def test_all_gpus_taken_is_refused(playbook, cluster, namespace):
 def test_missing_kubeconfig_context_and_unreachable_server_fail_clearly(playbook, cluster, namespace, tmp_path):
     missing = playbook("preflight.yml", {"ollama_namespace": namespace}, kubeconfig=tmp_path / "nope")
     assert missing.rc != 0 and "does not exist" in missing.failure and "ollama_kubeconfig" in missing.failure
+    # The path itself, not ******** (kubernetes.core marks the option no_log).
+    assert f"the kubeconfig {tmp_path / 'nope'} does not exist" in missing.failure, missing.failure
     context = playbook("preflight.yml", {"ollama_namespace": namespace, "ollama_context": "no-such-context"})
     assert context.rc != 0 and "ollama_context" in context.failure, context
     config = json.loads(cluster.kubeconfig.read_text())
@@ -200,3 +202,19 @@ def test_kubeconfig_is_fetched_from_the_k3s_server_and_pointed_at_it(playbook, c
     assert yaml.safe_load(fetched.read_text())["clusters"][0]["cluster"]["server"] == f"https://127.0.0.1:{port}"
     assert oct(fetched.stat().st_mode & 0o777) == "0o600"
     assert plan_of(run)["eligible_nodes"]
+
+
+@pytest.mark.profile("k3s")
+def test_a_misspelt_variable_warns_with_the_closest_name_and_strict_mode_stops(playbook, cluster, namespace):
+    target = namespace + "-v"
+    lenient = playbook("preflight.yml", {"ollama_namespace": target, "ollama_replica": 3})
+    assert lenient.rc == 0, lenient
+    result = lenient.task_results("decide every choice before any change (the plan)")[0]
+    assert ("unknown variable ollama_replica is ignored (did you mean ollama_replicas?); "
+            "ollama_strict_variables: true makes this an error") in result["warnings"], result["warnings"]
+    assert result["ansible_facts"]["gpu_preflight_plan"]["replicas"] == 1
+    strict = run_chain(playbook, {"ollama_namespace": target, "ollama_replica": 3, "ollama_strict_variables": True})
+    assert strict.rc != 0
+    assert ("- ollama_replica: no role or playbook of llmops.ollama reads ollama_replica (did you mean "
+            "ollama_replicas?). Fix: rename it to ollama_replicas, or remove it") in strict.failure, strict.failure
+    assert namespace_absent(cluster, target)

@@ -8,7 +8,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 DOCUMENTATION = r'''
-module: ollama_model_facts
+module: ollama_model_info
 short_description: Real model sizes and digests from the registry manifests, before the plan
 description:
   - For each declared model reads its manifest from the registry (C(/v2/<namespace>/<model>/manifests/<tag or digest>))
@@ -74,7 +74,7 @@ notes:
 
 EXAMPLES = r'''
 - name: Resolve model sizes before planning
-  llmops.ollama.ollama_model_facts:
+  llmops.ollama.ollama_model_info:
     models: "{{ ollama_models }}"
     insecure_registries: "{{ ollama_insecure_registries | default([]) }}"
   register: model_facts

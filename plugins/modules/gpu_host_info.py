@@ -7,7 +7,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 DOCUMENTATION = r'''
-module: gpu_host_facts
+module: gpu_host_info
 short_description: GPU driver, CUDA and card facts of a bare-metal GPU host, and k3s's NVIDIA runtime
 description:
   - Runs C(nvidia-smi) on the host (reached over SSH like any Ansible host) and reads k3s's containerd configuration.
@@ -37,7 +37,7 @@ extends_documentation_fragment:
 
 EXAMPLES = r'''
 - name: Read the GPU host
-  llmops.ollama.gpu_host_facts:
+  llmops.ollama.gpu_host_info:
   register: host
 '''
 

@@ -7,7 +7,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 DOCUMENTATION = r'''
-module: cluster_facts
+module: cluster_info
 short_description: Everything the plan needs to know about a cluster, read in one pass
 description:
   - Reads, with paginated list calls and no per-node calls, the Kubernetes version, the distribution
@@ -46,7 +46,7 @@ extends_documentation_fragment:
 
 EXAMPLES = r'''
 - name: Read the cluster
-  llmops.ollama.cluster_facts:
+  llmops.ollama.cluster_info:
     namespace: ollama
     kubeconfig: ~/.kube/config
   register: cluster
