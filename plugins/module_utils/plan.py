@@ -21,6 +21,7 @@ import difflib
 import re
 
 from ansible_collections.llmops.ollama.plugins.module_utils import gate
+from ansible_collections.llmops.ollama.plugins.module_utils import self_heal
 from ansible_collections.llmops.ollama.plugins.module_utils.cluster_facts import RWX_PROVISIONERS
 from ansible_collections.llmops.ollama.plugins.module_utils import vram
 from ansible_collections.llmops.ollama.plugins.module_utils.quantity import (
@@ -103,6 +104,8 @@ DEFAULTS = {
 }
 # The gate's settings (auth, keys, routes, limits, startup budget): decided in gate.py.
 DEFAULTS.update(gate.DEFAULTS)
+# Self-heal (missing models fetched by each replica, readiness on its models): decided in self_heal.py.
+DEFAULTS.update(self_heal.DEFAULTS)
 
 # config key -> the role variable a user sets. Keys of the ingress dict map to
 # ollama_ingress_<key>. Variables without the ollama_ prefix name a cluster fact.
@@ -1325,6 +1328,7 @@ def compute_plan(facts, config):
     check_existing_objects(facts, name, workload_kind, storage, report)
     ingress = normalize_ingress(cfg['ingress'], report)
     gate_plan = gate.plan_gate(cfg, name, replicas, workload_kind, strategy, rolling_update, report)
+    heal_plan = self_heal.plan_self_heal(cfg, name, models, storage, report)
 
     return {
         'ok': not report.errors,
@@ -1364,4 +1368,5 @@ def compute_plan(facts, config):
         'models': models,
         'ingress': ingress,
         'gate': gate_plan,
+        'self_heal': heal_plan,
     }
