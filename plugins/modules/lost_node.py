@@ -13,16 +13,16 @@ short_description: Move the Ollama replicas whose node-local claims are stranded
 description:
   - For a node that is gone (its Ready condition not C(True), or the node deleted), finds the claims of the Ollama
     workload I(name) in I(namespace) whose volume is pinned to that node (node affinity on C(kubernetes.io/hostname),
-    as local-path volumes carry), deletes each such claim and then its pods at once (grace period 0: the node cannot
+    as local-path volumes carry), deletes each such claim and then its pods at once (grace period 0, since the node cannot
     confirm a graceful end), and waits until the workload runs the replica again elsewhere on a new, empty claim.
     A StatefulSet recreates the claim itself; a Deployment's claim is created again from the old one's spec.
   - With I(wait_ready), waits until the new replica is Ready, which with the collection's self-heal means its models
     sidecar has fetched every declared model.
   - Refuses, before any change, a node that is Ready, and stranded replicas that no other node has room for (GPUs,
-    CPU and memory left, taints, node affinity, one replica per node): the claims then stay for the node's return.
+    CPU and memory left, taints, node affinity, one replica per node); the claims then stay for the node's return.
   - Deletes nothing without I(confirm). Claims on volumes that are not pinned to the node (zonal or network volumes)
     are left alone and reported.
-version_added: 0.3.0
+version_added: 0.2.0
 author:
   - llmops.ollama maintainers (@llmops-ollama)
 options:
@@ -165,7 +165,8 @@ def main():
     result = dict(changed=False, node_state=None, kind=None, stranded=[], kept=[], slots=0, excluded={}, actions=[],
                   refused=False)
     if not params['node'] or not params['node'].strip():
-        module.fail_json(msg='node is empty. Fix: name the lost node (kubectl get nodes)', refused=True, **result)
+        result['refused'] = True
+        module.fail_json(msg='node is empty. Fix: name the lost node (kubectl get nodes)', **result)
     try:
         api = Api(module, request_timeout=params['request_timeout'])
         node, workload, claims, volumes, pods, nodes = read(api, params)
@@ -178,8 +179,8 @@ def main():
                       excluded=plan['excluded'],
                       stranded=[dict((k, s[k]) for k in ('claim', 'volume', 'pods')) for s in plan['stranded']])
         if workload is None:
-            result['actions'] = ['no StatefulSet or Deployment %s/%s: nothing to move' % (params['namespace'],
-                                                                                        params['name'])]
+            result['actions'] = ['no StatefulSet or Deployment %s/%s: nothing to move'
+                                 % (params['namespace'], params['name'])]
             module.exit_json(**result)
         if not plan['stranded']:
             result['actions'] = ['no claim of %s/%s is pinned to %s: nothing to move' % (
@@ -197,8 +198,8 @@ def main():
             module.fail_json(msg='confirm is false: nothing was deleted. It would: %s. Fix: run again with confirm: '
                                  'true once the node is gone for good (the models on these claims are lost with it)'
                                  % '; '.join(would), **result)
-        selector = ','.join('%s=%s' % kv for kv in sorted(((workload.get('spec') or {}).get('selector') or {})
-                                                           .get('matchLabels', {}).items()))
+        match_labels = ((workload.get('spec') or {}).get('selector') or {}).get('matchLabels') or {}
+        selector = ','.join('%s=%s' % kv for kv in sorted(match_labels.items()))
         result['changed'] = True
         result['actions'] = lost_node.recover(api, params['namespace'], selector, plan, params['wait_timeout'],
                                               params['wait_ready'])

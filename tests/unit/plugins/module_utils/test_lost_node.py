@@ -249,7 +249,7 @@ def test_recover_deletes_the_claim_before_the_pod_and_recreates_only_a_deploymen
     result = plan('gpu-a', objects)
     result['kind'] = kind
     api = FakeApi(kind)
-    lines = ln.recover(api, 'ollama', 'app=x', result, timeout=5, wait_ready=True, sleep=lambda s: None)
+    lines = ln.recover(api, 'ollama', 'app=x', result, timeout=5, wait_ready=True, sleep=lambda seconds: None)
     methods = [(m, p.rsplit('/', 2)[-2]) for m, p, _ in api.calls]
     expected = [('DELETE', 'persistentvolumeclaims'), ('DELETE', 'pods')]
     if kind == 'Deployment':

@@ -47,8 +47,8 @@ def test_the_list_names_each_model_as_ollama_lists_it_and_pulls_it_as_model_pull
 
 
 def test_the_list_text_is_one_line_a_model():
-    text = self_heal.list_text(self_heal.heal_models(normalized([{'name': REGISTRY + '/library/tiny-a',
-                                                                   'digest': DIGEST}, 'llama3.2:3b']), [REGISTRY]))
+    models = normalized([{'name': REGISTRY + '/library/tiny-a', 'digest': DIGEST}, 'llama3.2:3b'])
+    text = self_heal.list_text(self_heal.heal_models(models, [REGISTRY]))
     lines = text.splitlines()
     assert lines[0].startswith('#')
     assert lines[1:] == [REGISTRY + '/library/tiny-a:latest ' + REGISTRY + '/library/tiny-a:latest 1 ab12ab12ab12',
