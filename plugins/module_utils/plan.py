@@ -1328,7 +1328,7 @@ def compute_plan(facts, config):
     check_existing_objects(facts, name, workload_kind, storage, report)
     ingress = normalize_ingress(cfg['ingress'], report)
     gate_plan = gate.plan_gate(cfg, name, replicas, workload_kind, strategy, rolling_update, report)
-    heal_plan = self_heal.plan_self_heal(cfg, name, models, storage, report)
+    heal_plan = self_heal.plan_self_heal(cfg, name, models, storage, report, facts.get('kubernetes_version'))
 
     return {
         'ok': not report.errors,

@@ -33,6 +33,9 @@ STATE_DIR = '/run/llmops-heal'
 MARKER = STATE_DIR + '/ready'
 LIST_KEY = 'models'
 SCRIPT_KEY = 'self_heal.sh'
+# Native sidecars (init containers with restartPolicy Always) are on by default from Kubernetes 1.29 (beta; GA in
+# 1.33). Before, the API server drops the field and the sidecar would block the pod's start as a plain init container.
+SIDECARS_FROM = (1, 29)
 # The sidecar's readiness: the marker, checked every few seconds (a file test, no request to Ollama).
 PROBE = {'period': 5, 'timeout': 5, 'failure_threshold': 1}
 
@@ -123,7 +126,7 @@ def list_text(entries):
     return '\n'.join(lines) + '\n'
 
 
-def plan_self_heal(cfg, name, models, storage, report):
+def plan_self_heal(cfg, name, models, storage, report, kubernetes_version=None):
     """The plan's ``self_heal``: whether the sidecar runs, whether it pulls (a store of its own) or only waits (a
     shared store, which the model_pull role fills once), its list and its settings."""
     enabled = _as_bool(cfg.get('self_heal'))
@@ -132,6 +135,13 @@ def plan_self_heal(cfg, name, models, storage, report):
                      'set %s: true (replicas fetch missing models themselves and are Ready only with all of '
                      'them) or false' % _var('self_heal'))
         enabled = True
+    version = kubernetes_version or {}
+    major, minor = version.get('major'), version.get('minor')
+    if enabled and major is not None and minor is not None and (major, minor) < SIDECARS_FROM:
+        report.error('self_heal', '%s needs native sidecar containers, on by default from Kubernetes %d.%d; the '
+                     'cluster runs %d.%d' % ((_var('self_heal'),) + SIDECARS_FROM + (major, minor)),
+                     'upgrade the cluster to Kubernetes %d.%d or newer, or set %s: false (a replica on an empty '
+                     'store then waits for a run of playbooks/models.yml)' % (SIDECARS_FROM + (_var('self_heal'),)))
     insecure = check_insecure_registries(cfg.get('insecure_registries'), report)
     interval = _seconds('self_heal_interval', cfg.get('self_heal_interval'), report, 1)
     pull_timeout = _seconds('self_heal_pull_timeout', cfg.get('self_heal_pull_timeout'), report, 60)

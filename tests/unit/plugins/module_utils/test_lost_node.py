@@ -250,7 +250,7 @@ def test_recover_deletes_the_claim_before_the_pod_and_recreates_only_a_deploymen
     result['kind'] = kind
     api = FakeApi(kind)
     lines = ln.recover(api, 'ollama', 'app=x', result, timeout=5, wait_ready=True, sleep=lambda seconds: None)
-    methods = [(m, p.rsplit('/', 2)[-2]) for m, p, _ in api.calls]
+    methods = [(call[0], call[1].rsplit('/', 2)[-2]) for call in api.calls]
     expected = [('DELETE', 'persistentvolumeclaims'), ('DELETE', 'pods')]
     if kind == 'Deployment':
         expected.append(('POST', 'ollama'))  # POST /api/v1/namespaces/ollama/persistentvolumeclaims

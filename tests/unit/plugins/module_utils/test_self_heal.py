@@ -108,3 +108,12 @@ def test_registries_are_kept_once_in_order():
     report = Report()
     assert self_heal.check_insecure_registries(['b:1', 'a', 'b:1', ' [::1]:5000 '], report) == ['b:1', 'a', '[::1]:5000']
     assert not report.errors
+
+
+def test_kubernetes_without_native_sidecars_is_refused_unless_self_heal_is_off():
+    old = {'major': 1, 'minor': 28, 'git_version': 'v1.28.9'}
+    result = compute_plan(k3s_facts(kubernetes_version=old), {})
+    errors = [e for e in result['errors'] if e['variable'] == 'ollama_self_heal']
+    assert len(errors) == 1 and '1.29' in errors[0]['message'] and 'ollama_self_heal: false' in errors[0]['fix']
+    assert not [e for e in compute_plan(k3s_facts(kubernetes_version=old), {'self_heal': False})['errors']
+                if e['variable'] == 'ollama_self_heal']
