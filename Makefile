@@ -16,7 +16,7 @@ help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 deps: ## Install the Debian packages the simulator needs (as root); check Go
-	@command -v go >/dev/null || { echo "go is not on PATH: install Go 1.24 or newer (Debian's golang-go is too old)"; exit 2; }
+	@command -v go >/dev/null || { echo "go is not on PATH: install Go 1.26 or newer (Debian's golang-go is too old)"; exit 2; }
 	@missing=""; \
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
 	command -v docker-registry >/dev/null || missing="$$missing docker-registry"; \

@@ -41,7 +41,7 @@ def _sim_kubectl():
 
 
 def statefulset(namespace, replicas):
-    container = {"name": "ollama", "image": "docker.io/ollama/ollama:0.11.4",
+    container = {"name": "ollama", "image": "docker.io/ollama/ollama:0.32.15",
                  "volumeMounts": [{"name": "models", "mountPath": "/root/.ollama"}]}
     return {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "ollama", "namespace": namespace},
             "spec": {"replicas": replicas, "podManagementPolicy": "Parallel", "serviceName": "ollama",

@@ -153,9 +153,13 @@ def delete_objects(api, objects, propagation='Background', check_mode=False, res
         before = api.get_or_none(path)
         deleting = before is not None and not (before.get('metadata') or {}).get('deletionTimestamp')
         if deleting:
-            query = {'dryRun': 'All'} if check_mode else {}
+            # The API server reads DeleteOptions from the body when there is one and then ignores the query, so
+            # the dry run goes in the body.
+            options = {'propagationPolicy': propagation}
+            if check_mode:
+                options['dryRun'] = ['All']
             try:
-                api.request('DELETE', path, body={'propagationPolicy': propagation}, query=query)
+                api.request('DELETE', path, body=options, query={})
             except ClusterError as exc:
                 if exc.status != 404:
                     raise ClusterError('%s: %s' % (label(obj), exc.message), exc.fix, status=exc.status)

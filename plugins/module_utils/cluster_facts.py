@@ -34,6 +34,19 @@ LABEL_EKS_NODEGROUP = 'eks.amazonaws.com/nodegroup'
 LABEL_K3S_HOSTNAME = 'k3s.io/hostname'
 ANNOTATION_DEFAULT_CLASS = 'storageclass.kubernetes.io/is-default-class'
 ANNOTATION_DEFAULT_CLASS_BETA = 'storageclass.beta.kubernetes.io/is-default-class'
+ANNOTATION_DEFAULT_INGRESS_CLASS = 'ingressclass.kubernetes.io/is-default-class'
+CONTROL_PLANE_LABELS = ('node-role.kubernetes.io/control-plane', 'node-role.kubernetes.io/master')
+LABEL_MANAGED_BY = 'app.kubernetes.io/managed-by'
+GATEWAY_GROUP = 'gateway.networking.k8s.io'
+
+# Ingress and Gateway controllers whose pods the facts look for (by app.kubernetes.io/name, or app), with the
+# controller names their IngressClasses and GatewayClasses carry: their traffic to the gate comes from there.
+CONTROLLER_PODS = {
+    'traefik': ('traefik.io/ingress-controller', 'traefik.io/gateway-controller'),
+    'ingress-nginx': ('k8s.io/ingress-nginx',),
+    'nginx-ingress': ('nginx.org/ingress-controller',),
+    'envoy': ('gateway.envoyproxy.io/gatewayclass-controller',),
+}
 
 # Provisioners whose volumes can be mounted read-write by pods on several
 # nodes at once (ReadWriteMany). Longhorn can serve RWX through its share
@@ -210,6 +223,24 @@ def node_facts(node, gpu_requested=0):
     }
 
 
+def control_plane_facts(node):
+    """``{name, internal_ips, pod_cidrs}`` of a node labelled as control plane, else None. The API server's
+    pod proxy reaches pods from these addresses (and, on overlay networks, from the node's own pod-network
+    addresses, the first ones of its pod CIDR)."""
+    labels = _labels(node)
+    if not any(key in labels for key in CONTROL_PLANE_LABELS):
+        return None
+    status = node.get('status') or {}
+    spec = node.get('spec') or {}
+    cidrs = list(spec.get('podCIDRs') or ([spec['podCIDR']] if spec.get('podCIDR') else []))
+    return {
+        'name': _meta(node).get('name'),
+        'internal_ips': sorted(set(a.get('address') for a in status.get('addresses') or []
+                                   if a.get('type') == 'InternalIP' and a.get('address'))),
+        'pod_cidrs': cidrs,
+    }
+
+
 def detect_distribution(git_version, node_label_sets):
     """``k3s``, ``eks`` or ``other``. The server version decides first
     (``v1.30.4+k3s1``, ``v1.30.4-eks-a737599``), then node labels."""
@@ -240,6 +271,40 @@ def storage_class_facts(sc):
         'parameters': dict(sc.get('parameters') or {}),
         'created': _meta(sc).get('creationTimestamp') or '',
     }
+
+
+def ingress_class_facts(ic):
+    return {
+        'name': _meta(ic).get('name'),
+        'controller': (ic.get('spec') or {}).get('controller') or '',
+        'default': _annotations(ic).get(ANNOTATION_DEFAULT_INGRESS_CLASS) == 'true',
+        'created': _meta(ic).get('creationTimestamp') or '',
+    }
+
+
+def gateway_facts(gateway):
+    """A Gateway's class and listeners, with the namespaces each listener admits routes from."""
+    spec = gateway.get('spec') or {}
+    listeners = []
+    for listener in spec.get('listeners') or []:
+        namespaces = ((listener.get('allowedRoutes') or {}).get('namespaces') or {})
+        listeners.append({
+            'name': listener.get('name'),
+            'protocol': listener.get('protocol'),
+            'port': listener.get('port'),
+            'hostname': listener.get('hostname'),
+            'from': namespaces.get('from') or 'Same',
+            'selector': namespaces.get('selector'),
+        })
+    return {'name': _meta(gateway).get('name'), 'namespace': _meta(gateway).get('namespace'),
+            'class': spec.get('gatewayClassName'), 'listeners': listeners}
+
+
+def _controller_pod(pod):
+    """The CONTROLLER_PODS name a pod runs, or None."""
+    labels = _labels(pod)
+    name = labels.get('app.kubernetes.io/name') or labels.get('app')
+    return name if name in CONTROLLER_PODS else None
 
 
 def _is_gpu_operator_daemonset(ds):
@@ -337,6 +402,7 @@ def existing_objects(namespace_objects):
         namespace_objects = flat
     result = {
         'namespace_exists': False,
+        'namespace_labels': {},
         'workloads': [],
         'claims': [],
         'services': [],
@@ -348,6 +414,7 @@ def existing_objects(namespace_objects):
         name = _meta(obj).get('name')
         if kind == 'Namespace':
             result['namespace_exists'] = True
+            result['namespace_labels'] = _labels(obj)
         elif kind in ('Deployment', 'StatefulSet'):
             template_spec = ((obj.get('spec') or {}).get('template') or {}).get('spec')
             if not _is_ollama_object(obj, template_spec):
@@ -393,23 +460,53 @@ def slim_node(facts, label_keys):
     return dict(facts, labels=labels)
 
 
+def exposure_facts(ingress_classes=None, gateway_api=None, gateway_classes=None, gateways=None):
+    """IngressClasses (and the default one), whether the Gateway API is served, GatewayClasses and Gateways.
+    A list that could not be read (no RBAC for it) is None: the plan refuses what needs it, and only that."""
+    warnings = []
+    classes = None if ingress_classes is None else [ingress_class_facts(ic) for ic in ingress_classes]
+    default = None
+    defaults = [c for c in classes or [] if c['default']]
+    if len(defaults) == 1:
+        default = defaults[0]['name']
+    elif defaults:
+        warnings.append('several IngressClasses are marked default (%s); the API server then refuses an Ingress '
+                        'without a class' % ', '.join(sorted(c['name'] for c in defaults)))
+    api = dict({'installed': False, 'versions': [], 'resources': []}, **(gateway_api or {}))
+    return {
+        'ingress_classes': classes,
+        'default_ingress_class': default,
+        'gateway_api': api,
+        'gateway_classes': None if gateway_classes is None else [
+            {'name': _meta(c).get('name'), 'controller': (c.get('spec') or {}).get('controllerName') or ''}
+            for c in gateway_classes],
+        'gateways': None if gateways is None else [gateway_facts(g) for g in gateways],
+    }, warnings
+
+
 def build_facts(version_info, nodes, pods, storage_classes, csi_drivers, runtime_classes,
-                daemonsets, namespace_objects=None, label_keys=None):
+                daemonsets, namespace_objects=None, label_keys=None, ingress_classes=None, gateway_api=None,
+                gateway_classes=None, gateways=None):
     """Facts the plan decides from. Each list is read once.
 
     With ``label_keys`` (a list, possibly empty) the facts stay small on big clusters: ``nodes`` holds only
     the nodes with GPUs (capacity, allocatable or hardware labels), each with the labels the plan reads plus
-    ``label_keys``; every node still counts in ``node_count`` and ``zones``."""
+    ``label_keys``; every node still counts in ``node_count`` and ``zones``; the control-plane nodes are kept
+    apart in ``control_plane`` with their addresses."""
     warnings = []
     version = kubernetes_version(version_info)
 
-    # pods: GPU requests per node, and the Ollama pods wherever they run.
+    # pods: GPU requests per node, the Ollama pods wherever they run, where the known ingress controllers run.
     requested = {}
     ollama_pods = []
+    controllers = set()
     for pod in pods or []:
         status = pod.get('status') or {}
         if status.get('phase') in TERMINATED_PHASES:
             continue
+        controller = _controller_pod(pod)
+        if controller:
+            controllers.add((controller, _meta(pod).get('namespace')))
         spec = pod.get('spec') or {}
         node_name = spec.get('nodeName')
         gpus = pod_resource_request(pod)
@@ -431,9 +528,13 @@ def build_facts(version_info, nodes, pods, storage_classes, csi_drivers, runtime
     zones = set()
     node_count = 0
     distribution_labels = []
+    control_plane = []
     for node in nodes or []:
         facts = node_facts(node, requested.get(_meta(node).get('name'), 0))
         node_count += 1
+        server = control_plane_facts(node)
+        if server:
+            control_plane.append(server)
         if facts['zone']:
             zones.add(facts['zone'])
         if len(distribution_labels) < 50:
@@ -481,9 +582,13 @@ def build_facts(version_info, nodes, pods, storage_classes, csi_drivers, runtime
         warnings.append('several NVIDIA device plugin DaemonSets run (%s); two plugins on one node fight over '
                         'the kubelet socket' % ', '.join('%s/%s' % (p['namespace'], p['name']) for p in plugins))
 
-    return {
+    exposure, exposure_warnings = exposure_facts(ingress_classes, gateway_api, gateway_classes, gateways)
+    warnings.extend(exposure_warnings)
+    return dict(exposure, **{
         'kubernetes_version': version,
         'distribution': detect_distribution(version['git_version'], distribution_labels),
+        'control_plane': control_plane,
+        'controller_pods': [{'name': name, 'namespace': ns} for name, ns in sorted(controllers)],
         'nodes': node_list,
         'node_count': node_count,
         'zones': sorted(zones),
@@ -497,7 +602,7 @@ def build_facts(version_info, nodes, pods, storage_classes, csi_drivers, runtime
         'feature_discovery': feature_discovery,
         'existing': dict(existing_objects(namespace_objects), ollama_pods=ollama_pods),
         'warnings': warnings,
-    }
+    })
 
 
 NAMESPACED_KINDS = (
@@ -509,13 +614,44 @@ NAMESPACED_KINDS = (
 )
 
 
+def _readable(read):
+    """What ``read()`` returns, or None when this user may not read it (403) or the API is not served (404)."""
+    try:
+        return read()
+    except Exception as exc:  # module_utils.k8s.ClusterError, which carries the HTTP status
+        if getattr(exc, 'status', None) in (403, 404):
+            return None
+        raise
+
+
+def read_gateway_api(api):
+    """``(gateway_api, gateway_classes, gateways)``: whether the Gateway API CRDs are served (discovery, open to
+    every user), and the GatewayClasses and Gateways when they are (None where this user may not list them)."""
+    group = api.get_or_none('/apis/%s' % GATEWAY_GROUP)
+    versions = [v.get('version') for v in (group or {}).get('versions') or []]
+    if 'v1' not in versions:
+        return {'installed': False, 'versions': versions, 'resources': []}, [], []
+    listing = api.get_or_none('/apis/%s/v1' % GATEWAY_GROUP) or {}
+    resources = sorted(r.get('name') for r in listing.get('resources') or [] if '/' not in (r.get('name') or ''))
+    info = {'installed': 'httproutes' in resources and 'gateways' in resources, 'versions': versions,
+            'resources': resources}
+    if not info['installed']:
+        return info, [], []
+    classes = _readable(lambda: api.list_all('/apis/%s/v1/gatewayclasses' % GATEWAY_GROUP))
+    gateways = _readable(lambda: api.list_all('/apis/%s/v1/gateways' % GATEWAY_GROUP))
+    return info, classes, gateways
+
+
 def read_cluster(api, namespace, label_keys=None):
     """Every list build_facts needs, read through ``api`` (module_utils.k8s.Api) in one pass."""
     namespace_objects = {}
-    if api.get_or_none('/api/v1/namespaces/%s' % namespace) is not None:
-        namespace_objects['Namespace'] = [{'metadata': {'name': namespace}}]
+    found = api.get_or_none('/api/v1/namespaces/%s' % namespace)
+    if found is not None:
+        namespace_objects['Namespace'] = [{'metadata': {'name': namespace,
+                                                        'labels': _labels(found)}}]
         for kind, path in NAMESPACED_KINDS:
             namespace_objects[kind] = api.list_all(path % namespace)
+    gateway_api, gateway_classes, gateways = read_gateway_api(api)
     return build_facts(
         version_info=api.version(),
         # Streamed page by page: build_facts keeps only each node's and pod's facts.
@@ -527,4 +663,8 @@ def read_cluster(api, namespace, label_keys=None):
         daemonsets=api.list_all('/apis/apps/v1/daemonsets'),
         namespace_objects=namespace_objects,
         label_keys=label_keys,
+        ingress_classes=_readable(lambda: api.list_all('/apis/networking.k8s.io/v1/ingressclasses')),
+        gateway_api=gateway_api,
+        gateway_classes=gateway_classes,
+        gateways=gateways,
     )

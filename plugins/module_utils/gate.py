@@ -23,6 +23,8 @@ import math
 import re
 import secrets
 
+from ansible_collections.llmops.ollama.plugins.module_utils import values
+
 GATE_PORT = 8080
 SERVICE_PORT = 11434
 OLLAMA_LISTEN = '127.0.0.1:11434'
@@ -85,18 +87,8 @@ def _var(key):
     return 'ollama_%s' % key
 
 
-def _as_bool(value):
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ('true', 'yes', 'on', '1'):
-        return True
-    if isinstance(value, str) and value.strip().lower() in ('false', 'no', 'off', '0'):
-        return False
-    return None
-
-
 def _bool(key, value, report, default):
-    result = _as_bool(value)
+    result = values.as_bool(value)
     if result is None:
         report.error(key, '%s must be true or false, got %r' % (_var(key), value),
                      'set %s: true or %s: false' % (_var(key), _var(key)))
@@ -104,14 +96,7 @@ def _bool(key, value, report, default):
     return result
 
 
-def _whole(value):
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and re.match(r'^\s*\d+\s*$', value):
-        return int(value)
-    return None
+_whole = values.as_int
 
 
 # ---------------------------------------------------------------- keys

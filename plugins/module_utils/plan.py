@@ -21,9 +21,10 @@ import difflib
 import re
 
 from ansible_collections.llmops.ollama.plugins.module_utils import gate
+from ansible_collections.llmops.ollama.plugins.module_utils.cluster_facts import LABEL_MANAGED_BY, RWX_PROVISIONERS
+from ansible_collections.llmops.ollama.plugins.module_utils import exposure
+from ansible_collections.llmops.ollama.plugins.module_utils import values, vram
 from ansible_collections.llmops.ollama.plugins.module_utils import self_heal
-from ansible_collections.llmops.ollama.plugins.module_utils.cluster_facts import RWX_PROVISIONERS
-from ansible_collections.llmops.ollama.plugins.module_utils import vram
 from ansible_collections.llmops.ollama.plugins.module_utils.quantity import (
     GI,
     MI,
@@ -35,7 +36,19 @@ from ansible_collections.llmops.ollama.plugins.module_utils.quantity import (
 )
 
 MIN_KUBERNETES = (1, 28)
-MIN_OLLAMA = (0, 1, 47)
+# The default Ollama release: the newest one tagged in github.com/ollama/ollama when last checked (v0.32.15).
+DEFAULT_OLLAMA_TAG = '0.32.15'
+# Known critical CVEs of Ollama with the first release that fixes each: a tag below any of them is refused
+# unless ollama_image_allow_known_vulnerable is true. Add rows here as advisories appear.
+KNOWN_CVES = (
+    ('CVE-2024-37032', (0, 1, 34), 'path traversal through a model digest in /api/pull: remote code execution'),
+    ('CVE-2024-45436', (0, 1, 47), 'path traversal in the zip extraction of /api/create: arbitrary file write'),
+    ('CVE-2026-7482', (0, 17, 1), '"Bleeding Llama": heap memory read through /api/create, sent away with '
+                                  '/api/push'),
+)
+MIN_OLLAMA = max(fixed for _cve, fixed, _what in KNOWN_CVES)
+# Namespaces Kubernetes itself owns: the collection never deploys into them.
+SYSTEM_NAMESPACES = ('kube-system', 'kube-public', 'kube-node-lease', 'default')
 MIN_CLAIM_GI = 10
 OLLAMA_REGISTRY = 'registry.ollama.ai'
 OLLAMA_NAMESPACE = 'library'
@@ -45,8 +58,8 @@ LOCAL_PATH_PROVISIONER = 'rancher.io/local-path'
 HOSTNAME_KEY = 'kubernetes.io/hostname'
 ZONE_KEY = 'topology.kubernetes.io/zone'
 GPU_TAINT_KEY = 'nvidia.com/gpu'
-# Endpoints that change the model store; blocked at the ingress unless opened.
-ADMIN_ENDPOINTS = ('/api/pull', '/api/push', '/api/create', '/api/delete', '/api/copy', '/api/blobs')
+# Endpoints that change the model store; never routed by the Ingress or HTTPRoute unless opened.
+ADMIN_ENDPOINTS = exposure.ADMIN_PATHS
 # Provisioners whose volumes live on one node's disk: the claim pins the pod to that node.
 NODE_LOCAL_PROVISIONERS = frozenset([
     LOCAL_PATH_PROVISIONER, 'kubernetes.io/no-provisioner', 'openebs.io/local', 'topolvm.io',
@@ -54,20 +67,45 @@ NODE_LOCAL_PROVISIONERS = frozenset([
 ])
 STORAGE_MODES = ('auto', 'per_replica', 'shared')
 ANTI_AFFINITY = ('hard', 'soft')
-INGRESS_AUTH = ('basic', 'external', 'none')
 TAINT_EFFECTS = ('', 'NoSchedule', 'PreferNoSchedule', 'NoExecute')
 BLOCKING_EFFECTS = ('NoSchedule', 'NoExecute')
 
 INGRESS_DEFAULTS = {
     'enabled': False,
     'host': '',
-    'auth_type': 'basic',
-    'auth_secret': '',
-    'auth_url': '',
-    'allow_unauthenticated': False,
     'open_admin_endpoints': False,
+    # "" takes the cluster's default IngressClass.
     'class_name': '',
     'tls_secret': '',
+}
+# Retired: the gate in each pod authenticates every path, so the Ingress carries no controller-specific auth.
+RETIRED_INGRESS = {
+    'auth_type': 'the gate in each Ollama pod authenticates every client with an API key (ollama_api_keys)',
+    'auth_secret': 'client API keys (ollama_api_keys, or the generated Secret) replace the htpasswd Secret',
+    'auth_url': 'the gate authenticates with API keys; put an external authenticator in front of the Ingress '
+                'yourself if you need one',
+    'allow_unauthenticated': 'ollama_auth_required: false is the one way to run without keys',
+}
+
+# Security settings: the image digest and CVE opt-out, namespace ownership, the HTTPRoute, and the
+# ollama_workload_* knobs the plan decides the NetworkPolicies from (documented in the ollama_workload role).
+SECURITY_DEFAULTS = {
+    'image_digest': '',
+    'image_allow_known_vulnerable': False,
+    'namespace_manage_labels': False,
+    'httproute_enabled': False,
+    'httproute_parent_refs': [],
+    'httproute_hostnames': [],
+    'insecure_registries': [],
+    'workload_ingress_paths': list(exposure.CLIENT_PATHS),
+    'workload_network_policy': True,
+    'workload_egress_policy': True,
+    'workload_allowed_namespaces': [],
+    'workload_allowed_pods': [],
+    'workload_allowed_cidrs': [],
+    'workload_ingress_controller_namespace': '',
+    'workload_egress_cidrs': [],
+    'workload_extra_egress': [],
 }
 
 DEFAULTS = {
@@ -104,6 +142,8 @@ DEFAULTS = {
 }
 # The gate's settings (auth, keys, routes, limits, startup budget): decided in gate.py.
 DEFAULTS.update(gate.DEFAULTS)
+DEFAULTS.update(SECURITY_DEFAULTS)
+DEFAULTS['image_tag'] = DEFAULT_OLLAMA_TAG
 # Self-heal (missing models fetched by each replica, readiness on its models): decided in self_heal.py.
 DEFAULTS.update(self_heal.DEFAULTS)
 
@@ -111,6 +151,7 @@ DEFAULTS.update(self_heal.DEFAULTS)
 # ollama_ingress_<key>. Variables without the ollama_ prefix name a cluster fact.
 VARIABLES = dict((key, 'ollama_%s' % key) for key in DEFAULTS)
 VARIABLES.update(('ingress.%s' % key, 'ollama_ingress_%s' % key) for key in INGRESS_DEFAULTS)
+VARIABLES.update(('ingress.%s' % key, 'ollama_ingress_%s' % key) for key in RETIRED_INGRESS)
 VARIABLES.update({
     'install_local_path': 'ollama_storage_install_local_path',
     'kubernetes_version': 'kubernetes_version',
@@ -122,7 +163,6 @@ _DNS_SUBDOMAIN = re.compile(r'^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9
 _VERSION_TAG = re.compile(r'^v?(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z][0-9A-Za-z.-]*))?$')
 _DIGEST = re.compile(r'^sha256:[0-9a-f]{64}$')
 _PERCENT = re.compile(r'^(\d+)%$')
-_URL = re.compile(r'^https?://[^\s/]+(/\S*)?$')
 
 
 def variable(key):
@@ -173,26 +213,8 @@ class Report(object):
 
 # ---------------------------------------------------------------- config values
 
-def _as_bool(value):
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ('true', 'yes', 'on', '1'):
-        return True
-    if isinstance(value, str) and value.strip().lower() in ('false', 'no', 'off', '0'):
-        return False
-    if isinstance(value, int):
-        return bool(value)
-    return None
-
-
-def _as_int(value):
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and re.match(r'^\s*-?\d+\s*$', value):
-        return int(value)
-    return None
+_as_bool = values.as_bool
+_as_int = values.as_int
 
 
 def merge_config(config, report):
@@ -209,7 +231,11 @@ def merge_config(config, report):
         if key == 'ingress' and isinstance(value, dict):
             ingress = copy.deepcopy(INGRESS_DEFAULTS)
             for sub, subvalue in value.items():
-                if sub not in INGRESS_DEFAULTS:
+                if sub in RETIRED_INGRESS:
+                    name = variable('ingress.%s' % sub)
+                    report.error('ingress.%s' % sub, '%s is retired: %s' % (name, RETIRED_INGRESS[sub]),
+                                 'remove %s from the inventory (docs/exposure.md)' % name)
+                elif sub not in INGRESS_DEFAULTS:
                     report.warn('unknown setting %s is ignored' % variable('ingress.%s' % sub))
                 elif subvalue is not None:
                     ingress[sub] = subvalue
@@ -270,31 +296,56 @@ def parse_ollama_version(tag):
     return (int(match.group(1)), int(match.group(2)), int(match.group(3))), match.group(4)
 
 
-def check_image(image, tag, report):
-    """``{repository, tag, digest, version, ref}`` for the Ollama image; refuses floating
-    tags and releases with known critical CVEs."""
-    result = {'repository': image, 'tag': tag, 'digest': None, 'version': None, 'ref': None}
+def known_cves(version):
+    """The rows of :data:`KNOWN_CVES` a release is below, oldest fix first."""
+    return [(cve, fixed, what) for cve, fixed, what in KNOWN_CVES if version < fixed]
+
+
+def _dotted(version):
+    return '.'.join(str(p) for p in version)
+
+
+def check_image(image, tag, report, digest=None, allow_vulnerable=False):
+    """``{repository, tag, digest, version, ref, known_cves}`` for the Ollama image; refuses floating tags and
+    releases below the table of known critical CVEs (unless ``allow_vulnerable``, which warns). ``digest``
+    (``ollama_image_digest``) pins the image: the reference becomes repository:tag@digest."""
+    result = {'repository': image, 'tag': tag, 'digest': None, 'version': None, 'ref': None, 'known_cves': []}
     if not isinstance(image, str) or not image.strip() or re.search(r'\s', image):
         report.error('image', '%s must be an image repository such as docker.io/ollama/ollama, got %r'
                      % (variable('image'), image), 'set %s: docker.io/ollama/ollama' % variable('image'))
         image = None
     elif '@' in image or image.rfind(':') > image.rfind('/'):
-        report.error('image', '%s %r carries a tag or digest; the version belongs in %s'
-                     % (variable('image'), image, variable('image_tag')),
-                     'set %s to the repository alone (e.g. docker.io/ollama/ollama) and the version in %s'
-                     % (variable('image'), variable('image_tag')))
+        report.error('image', '%s %r carries a tag or digest; the version belongs in %s and the digest in %s'
+                     % (variable('image'), image, variable('image_tag'), variable('image_digest')),
+                     'set %s to the repository alone (e.g. docker.io/ollama/ollama), the version in %s and the '
+                     'digest in %s' % (variable('image'), variable('image_tag'), variable('image_digest')))
         image = None
     tag = '' if tag is None else str(tag).strip()
-    digest = None
+    inline_digest = None
     if '@' in tag:
-        tag, digest = tag.split('@', 1)
+        tag, inline_digest = tag.split('@', 1)
     elif tag.startswith('sha256:'):
-        tag, digest = '', tag
-    fix = 'set %s to a pinned Ollama release at least %d.%d.%d, e.g. "0.11.4"' % (
-        (variable('image_tag'),) + MIN_OLLAMA)
-    if digest is not None and not _DIGEST.match(digest):
-        report.error('image_tag', '%s digest %r is not sha256:<64 hex digits>' % (variable('image_tag'), digest), fix)
-        digest = None
+        tag, inline_digest = '', tag
+    fix = 'set %s to a pinned Ollama release at least %s, e.g. "%s"' % (
+        variable('image_tag'), _dotted(MIN_OLLAMA), DEFAULT_OLLAMA_TAG)
+    if inline_digest is not None and not _DIGEST.match(inline_digest):
+        report.error('image_tag', '%s digest %r is not sha256:<64 hex digits>' % (variable('image_tag'), inline_digest),
+                     fix)
+        inline_digest = None
+    digest = '' if digest is None else str(digest).strip()
+    if digest and not _DIGEST.match(digest):
+        report.error('image_digest', '%s %r is not sha256:<64 lower-case hex digits>'
+                     % (variable('image_digest'), digest),
+                     'copy the digest of the image index from the registry (e.g. docker buildx imagetools inspect '
+                     'docker.io/ollama/ollama:%s, or crane digest), or set %s: ""'
+                     % (tag or DEFAULT_OLLAMA_TAG, variable('image_digest')))
+        digest = ''
+    elif digest and inline_digest and digest != inline_digest:
+        report.error('image_digest', '%s %s and the digest in %s (%s) differ' % (
+            variable('image_digest'), digest, variable('image_tag'), inline_digest),
+            'keep the digest in %s only' % variable('image_digest'))
+    digest = digest or inline_digest
+    allow_vulnerable = _as_bool(allow_vulnerable) is True
     version = None
     if not tag and digest is None:
         report.error('image_tag', '%s is empty; a floating image changes under a running cluster'
@@ -305,21 +356,31 @@ def check_image(image, tag, report):
     elif tag:
         parsed = parse_ollama_version(tag)
         if parsed is None:
-            report.error('image_tag', '%s %r is not a release version (like "0.11.4", "v0.11.4" or '
-                         '"0.11.4-rocm")' % (variable('image_tag'), tag), fix)
+            report.error('image_tag', '%s %r is not a release version (like "%s", "v%s" or "%s-rocm")'
+                         % (variable('image_tag'), tag, DEFAULT_OLLAMA_TAG, DEFAULT_OLLAMA_TAG, DEFAULT_OLLAMA_TAG),
+                         fix)
         else:
             version, suffix = parsed
-            if version < MIN_OLLAMA:
-                report.error('image_tag', 'Ollama %s is older than %d.%d.%d and has known critical CVEs '
-                             '(e.g. CVE-2024-37032, remote code execution through /api/pull)'
-                             % ((tag,) + MIN_OLLAMA), fix)
+            below = known_cves(version)
+            result['known_cves'] = [cve for cve, _fixed, _what in below]
+            if below:
+                listed = '; '.join('%s (%s; fixed in %s)' % (cve, what, _dotted(fixed)) for cve, fixed, what in below)
+                if allow_vulnerable:
+                    opt_out = variable('image_allow_known_vulnerable').upper()
+                    report.warn('OLLAMA %s HAS KNOWN CRITICAL CVEs AND RUNS ONLY BECAUSE %s IS TRUE: %s. Upgrade to '
+                                '%s or newer as soon as you can' % (tag, opt_out, listed, _dotted(MIN_OLLAMA)))
+                else:
+                    report.error('image_tag', 'Ollama %s has known critical CVEs: %s' % (tag, listed),
+                                 '%s; to run this old version anyway (at your own risk) set %s: true'
+                                 % (fix, variable('image_allow_known_vulnerable')))
             if suffix and 'rocm' in suffix:
                 report.warn('%s %r is the AMD ROCm build; on nvidia.com/gpu nodes it runs on the CPU'
                             % (variable('image_tag'), tag))
     else:
-        report.warn('%s pins a digest only; the CVE floor (%d.%d.%d) cannot be checked'
-                    % ((variable('image_tag'),) + MIN_OLLAMA))
-    result.update(tag=tag or None, digest=digest, version='.'.join(str(p) for p in version) if version else None)
+        report.warn('%s pins a digest only; the CVE table (fixed in %s and later) cannot be checked: name the '
+                    'release in %s and the digest in %s'
+                    % (variable('image_tag'), _dotted(MIN_OLLAMA), variable('image_tag'), variable('image_digest')))
+    result.update(tag=tag or None, digest=digest, version=_dotted(version) if version else None)
     if image:
         ref = image
         if tag:
@@ -327,6 +388,29 @@ def check_image(image, tag, report):
         if digest:
             ref += '@' + digest
         result['ref'] = ref
+    return result
+
+
+def check_namespace(facts, namespace, manage_labels, report):
+    """``{name, exists, owned, manage_labels, labels}``. System namespaces are refused. A namespace that exists
+    without the collection's managed-by label is someone else's: its labels (Pod Security included) are left alone
+    unless ``manage_labels``."""
+    result = {'name': namespace, 'exists': False, 'owned': True, 'manage_labels': True, 'labels': {}}
+    if namespace in SYSTEM_NAMESPACES or (namespace or '').startswith('kube-'):
+        report.error('namespace', '%s %s is a namespace Kubernetes owns; the collection never deploys into it, '
+                     'relabels it or puts policies over its pods' % (variable('namespace'), namespace),
+                     'set %s to a namespace of its own, e.g. ollama (the collection creates it)' % variable('namespace'))
+    existing = facts.get('existing') or {}
+    if not existing.get('namespace_exists'):
+        return result
+    labels = dict(existing.get('namespace_labels') or {})
+    owned = labels.get(LABEL_MANAGED_BY) == 'llmops.ollama'
+    manage = owned or manage_labels
+    result.update(exists=True, owned=owned, manage_labels=manage, labels=labels)
+    if not owned and not manage_labels:
+        report.warn('namespace %s was not created by llmops.ollama (no %s=llmops.ollama label): its labels, Pod '
+                    'Security included, stay as they are; set %s: true to have the collection set them'
+                    % (namespace, LABEL_MANAGED_BY, variable('namespace_manage_labels')))
     return result
 
 
@@ -1161,66 +1245,52 @@ def check_existing_objects(facts, name, workload_kind, storage, report):
 # ---------------------------------------------------------------- ingress
 
 def normalize_ingress(ingress, report):
-    """The ingress as the templates render it; refuses an unauthenticated endpoint unless
-    ``allow_unauthenticated`` says so out loud."""
+    """The Ingress settings with their booleans checked; the route and class decisions are
+    :func:`exposure.decide_ingress`'s."""
     if not isinstance(ingress, dict):
         report.error('ingress', '%s must be a mapping, got %r' % (variable('ingress'), ingress),
                      'set %s: {enabled: false}' % variable('ingress'))
         ingress = {}
     result = copy.deepcopy(INGRESS_DEFAULTS)
-    result.update(ingress)
-    for key in ('enabled', 'allow_unauthenticated', 'open_admin_endpoints'):
+    result.update((k, v) for k, v in ingress.items() if k in INGRESS_DEFAULTS)
+    for key in ('enabled', 'open_admin_endpoints'):
         result[key] = check_bool('ingress.%s' % key, result[key], report)
     result['blocked_paths'] = [] if result['open_admin_endpoints'] else list(ADMIN_ENDPOINTS)
-    if not result['enabled']:
-        return result
-    host = result.get('host')
-    if not host:
-        report.error('ingress.host', '%s is empty but the ingress is enabled' % variable('ingress.host'),
-                     'set %s to the public host name, e.g. ollama.example.com' % variable('ingress.host'))
-    elif not isinstance(host, str) or len(host) > 253 or not _DNS_SUBDOMAIN.match(
-            host[2:] if host.startswith('*.') else host):
-        report.error('ingress.host', '%s %r is not a DNS name' % (variable('ingress.host'), host),
-                     'set %s to a lower-case DNS name such as ollama.example.com' % variable('ingress.host'))
-    auth = result.get('auth_type')
-    if auth not in INGRESS_AUTH:
-        report.error('ingress.auth_type', '%s must be basic, external or none, got %r'
-                     % (variable('ingress.auth_type'), auth),
-                     'set %s: basic and %s' % (variable('ingress.auth_type'), variable('ingress.auth_secret')))
-    elif auth == 'none':
-        if result['allow_unauthenticated']:
-            report.warn('THE OLLAMA INGRESS HAS NO AUTHENTICATION (%s: true): anyone who reaches %s can run '
-                        'models%s' % (variable('ingress.allow_unauthenticated'), host or 'it',
-                                      ' and pull, push, create and delete them' if result['open_admin_endpoints']
-                                      else ''))
-        else:
-            report.error('ingress.auth_type', 'the ingress is enabled without authentication; Ollama itself has '
-                         'none, so anyone who reaches it can use every model',
-                         'set %s: basic with %s, or external with %s; to expose it unauthenticated anyway set '
-                         '%s: true' % (variable('ingress.auth_type'), variable('ingress.auth_secret'),
-                                       variable('ingress.auth_url'), variable('ingress.allow_unauthenticated')))
-    elif auth == 'basic' and not result.get('auth_secret'):
-        report.error('ingress.auth_secret', '%s is basic but %s is empty'
-                     % (variable('ingress.auth_type'), variable('ingress.auth_secret')),
-                     'set %s to a Secret in the namespace holding an htpasswd "auth" key'
-                     % variable('ingress.auth_secret'))
-    elif auth == 'external':
-        url = result.get('auth_url')
-        if not url:
-            report.error('ingress.auth_url', '%s is external but %s is empty'
-                         % (variable('ingress.auth_type'), variable('ingress.auth_url')),
-                         'set %s to the URL of the auth service (e.g. oauth2-proxy\'s /oauth2/auth)'
-                         % variable('ingress.auth_url'))
-        elif not isinstance(url, str) or not _URL.match(url):
-            report.error('ingress.auth_url', '%s %r is not an http(s) URL' % (variable('ingress.auth_url'), url),
-                         'set %s to e.g. https://auth.example.com/oauth2/auth' % variable('ingress.auth_url'))
-    if result['open_admin_endpoints']:
-        report.warn('%s: true exposes %s through the ingress' % (
-            variable('ingress.open_admin_endpoints'), ', '.join(ADMIN_ENDPOINTS)))
-    if auth == 'basic' and not result.get('tls_secret'):
-        report.warn('basic auth on the ingress without %s: credentials cross the network in clear unless TLS '
-                    'ends before the ingress' % variable('ingress.tls_secret'))
     return result
+
+
+def decide_exposure(facts, cfg, namespace, namespace_info, selector, models, report, gate_open=()):
+    """``(ingress, httproute, network_policy)``: the objects that let clients reach the gate, and the policies.
+
+    ``gate_open``: the admin endpoints the gate opens to clients; the Ingress and HTTPRoute route those too."""
+    ingress = normalize_ingress(cfg['ingress'], report)
+    httproute_enabled = check_bool('httproute_enabled', cfg['httproute_enabled'], report)
+    open_admin = ingress['open_admin_endpoints']
+    exposed = ingress['enabled'] or httproute_enabled
+    # The admin paths routed at the controller: all of them when opened (the gate still decides who may use them).
+    open_admin_paths = list(ADMIN_ENDPOINTS) if open_admin else ['/api/' + n for n in gate_open or ()]
+    paths = exposure.check_paths(cfg['workload_ingress_paths'], open_admin_paths, report) if exposed else []
+    if exposed and open_admin:
+        report.warn('%s: true routes %s through the Ingress / HTTPRoute (the gate still decides)'
+                    % (variable('ingress.open_admin_endpoints'), ', '.join(ADMIN_ENDPOINTS)))
+    ingress = exposure.decide_ingress(facts, ingress, paths, report)
+    labels = dict(namespace_info.get('labels') or {}, **{'kubernetes.io/metadata.name': namespace or ''})
+    httproute = exposure.decide_httproute(facts, {
+        'enabled': httproute_enabled, 'parent_refs': cfg['httproute_parent_refs'],
+        'hostnames': cfg['httproute_hostnames']}, namespace, labels, paths, report)
+    policy = exposure.decide_network_policies(facts, {
+        'network_policy': check_bool('workload_network_policy', cfg['workload_network_policy'], report,
+                                     default=True),
+        'egress_policy': check_bool('workload_egress_policy', cfg['workload_egress_policy'], report, default=True),
+        'allowed_namespaces': cfg['workload_allowed_namespaces'],
+        'allowed_pods': cfg['workload_allowed_pods'],
+        'allowed_cidrs': cfg['workload_allowed_cidrs'],
+        'egress_cidrs': cfg['workload_egress_cidrs'],
+        'extra_egress': cfg['workload_extra_egress'],
+        'controller_namespace': cfg['workload_ingress_controller_namespace'],
+        'insecure_registries': cfg['insecure_registries'],
+    }, namespace, selector, ingress, httproute, models, report)
+    return ingress, httproute, policy
 
 
 # ---------------------------------------------------------------- the plan
@@ -1238,7 +1308,11 @@ def compute_plan(facts, config):
     namespace = check_dns_label('namespace', cfg['namespace'], report)
     replicas = check_positive_int('replicas', cfg['replicas'], report) or 1
     gpus_per_pod = check_positive_int('gpus_per_pod', cfg['gpus_per_pod'], report) or 1
-    image = check_image(cfg['image'], cfg['image_tag'], report)
+    image = check_image(cfg['image'], cfg['image_tag'], report, digest=cfg['image_digest'],
+                        allow_vulnerable=check_bool('image_allow_known_vulnerable',
+                                                    cfg['image_allow_known_vulnerable'], report))
+    namespace_info = check_namespace(facts, namespace, check_bool(
+        'namespace_manage_labels', cfg['namespace_manage_labels'], report), report)
     install_local_path = check_bool('install_local_path', cfg['install_local_path'], report)
     label_nodes = check_bool('gpu_label_nodes', cfg['gpu_label_nodes'], report)
     require_plugin = check_bool('require_device_plugin', cfg['require_device_plugin'], report, default=True)
@@ -1326,8 +1400,11 @@ def compute_plan(facts, config):
         check_gpu_memory(models, eligible, gpus_per_pod, allow_offload, report,
                          cfg['workload_env_defaults'], cfg['workload_env'])
     check_existing_objects(facts, name, workload_kind, storage, report)
-    ingress = normalize_ingress(cfg['ingress'], report)
+    selector = {'app.kubernetes.io/name': 'ollama', 'app.kubernetes.io/instance': name}
     gate_plan = gate.plan_gate(cfg, name, replicas, workload_kind, strategy, rolling_update, report)
+    ingress, httproute, network_policy = decide_exposure(
+        facts, cfg, namespace, namespace_info, dict(selector, **{LABEL_MANAGED_BY: 'llmops.ollama'}), models, report,
+        gate_open=gate_plan['open_admin_endpoints'])
     heal_plan = self_heal.plan_self_heal(cfg, name, models, storage, report, facts.get('kubernetes_version'))
 
     return {
@@ -1349,7 +1426,7 @@ def compute_plan(facts, config):
             'node_label': node_label,
             'anti_affinity': anti_affinity,
             'anti_affinity_topology_key': HOSTNAME_KEY,
-            'label_selector': {'app.kubernetes.io/name': 'ollama', 'app.kubernetes.io/instance': name},
+            'label_selector': selector,
             'zone_spread': spread['zone_spread'],
             'zone_spread_when': spread['zone_spread_when'],
             'zone_topology_key': ZONE_KEY,
@@ -1368,5 +1445,9 @@ def compute_plan(facts, config):
         'models': models,
         'ingress': ingress,
         'gate': gate_plan,
+        # Security: namespace ownership, the HTTPRoute and the NetworkPolicies (docs/security.md).
+        'namespace_info': namespace_info,
+        'httproute': httproute,
+        'network_policy': network_policy,
         'self_heal': heal_plan,
     }

@@ -19,6 +19,8 @@ __metaclass__ = type
 
 import re
 
+from ansible_collections.llmops.ollama.plugins.module_utils import values
+
 # Config keys (the variables are ollama_<key>) with their defaults.
 DEFAULTS = {
     'self_heal': True,
@@ -46,25 +48,8 @@ def _var(key):
     return 'ollama_%s' % key
 
 
-def _as_bool(value):
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ('true', 'yes', 'on', '1'):
-        return True
-    if isinstance(value, str) and value.strip().lower() in ('false', 'no', 'off', '0'):
-        return False
-    return None
-
-
 def _seconds(key, value, report, minimum):
-    if isinstance(value, bool):
-        number = None
-    elif isinstance(value, int):
-        number = value
-    elif isinstance(value, str) and re.match(r'^\s*\d+\s*$', value):
-        number = int(value)
-    else:
-        number = None
+    number = values.as_int(value)
     if number is None or number < minimum:
         report.error(key, '%s must be whole seconds of at least %d, got %r' % (_var(key), minimum, value),
                      'set %s: %d' % (_var(key), DEFAULTS[key]))
@@ -129,7 +114,7 @@ def list_text(entries):
 def plan_self_heal(cfg, name, models, storage, report, kubernetes_version=None):
     """The plan's ``self_heal``: whether the sidecar runs, whether it pulls (a store of its own) or only waits (a
     shared store, which the model_pull role fills once), its list and its settings."""
-    enabled = _as_bool(cfg.get('self_heal'))
+    enabled = values.as_bool(cfg.get('self_heal'))
     if enabled is None:
         report.error('self_heal', '%s must be true or false, got %r' % (_var('self_heal'), cfg.get('self_heal')),
                      'set %s: true (replicas fetch missing models themselves and are Ready only with all of '

@@ -14,7 +14,9 @@ description:
     (k3s, EKS or other), nodes with their GPU capacity, allocatable and already requested GPUs, GPU product
     and memory where feature-discovery labels exist, taints, zones and readiness; StorageClasses (default,
     provisioner, binding mode, expansion, ReadWriteMany support); CSI drivers; RuntimeClasses; whether the
-    NVIDIA device plugin or GPU operator runs and is healthy; and the Ollama objects already in the namespace.
+    NVIDIA device plugin or GPU operator runs and is healthy; the Ollama objects already in the namespace and its
+    labels; IngressClasses, the Gateway API, GatewayClasses and Gateways; the control-plane nodes' addresses;
+    where known ingress controllers run.
   - Read-only; it changes nothing in the cluster.
 version_added: 0.1.0
 author:
@@ -104,8 +106,35 @@ cluster:
       description: Whether the NVIDIA GPU operator manages the GPU stack.
       type: bool
     existing:
-      description: Ollama workloads, claims, services, budgets and pods already in the namespace.
+      description: Ollama workloads, claims, services, budgets and pods already in the namespace, and its labels.
       type: dict
+    control_plane:
+      description: The control-plane nodes with their InternalIP addresses and pod CIDRs (where the API server's pod
+        proxy comes from on k3s and kubeadm).
+      type: list
+      elements: dict
+    controller_pods:
+      description: Where the pods of known ingress and Gateway controllers run (C(name), C(namespace)).
+      type: list
+      elements: dict
+    ingress_classes:
+      description: IngressClasses with their controller and default flag; null when this user may not list them.
+      type: list
+      elements: dict
+    default_ingress_class:
+      description: The IngressClass an Ingress without a class gets, or null (none, or several marked default).
+      type: str
+    gateway_api:
+      description: Whether the cluster serves the Gateway API (C(installed)), its versions and v1 resources.
+      type: dict
+    gateway_classes:
+      description: GatewayClasses with their controller; null when this user may not list them.
+      type: list
+      elements: dict
+    gateways:
+      description: Gateways with their class and listeners (and the namespaces each admits routes from).
+      type: list
+      elements: dict
     warnings:
       description: Things worth knowing that do not stop the run.
       type: list

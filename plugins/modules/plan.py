@@ -12,7 +12,8 @@ short_description: Decide every deployment choice from cluster facts and the wan
 description:
   - A pure function of its inputs; it talks to no cluster and changes nothing. It runs on the controller.
   - Returns the plan (workload kind and strategy, storage layout and claim size, anti-affinity, zone spread,
-    disruption budget, RuntimeClass, eligible GPU nodes, models, Ingress) that every later role renders.
+    disruption budget, RuntimeClass, eligible GPU nodes, models, Ingress, HTTPRoute, NetworkPolicies, namespace
+    ownership) that every later role renders.
   - When anything is wrong it fails with every problem found, each naming the variable, what is wrong and the fix.
 version_added: 0.1.0
 author:
@@ -119,6 +120,21 @@ plan:
       description: The models, normalised, with sizes where known.
       type: list
       elements: dict
+    image:
+      description: The Ollama image (C(ref), C(tag), C(digest), C(version)) and the C(known_cves) it is below.
+      type: dict
+    namespace_info:
+      description: Whether the namespace exists, is the collection's (C(owned)), and whether its labels are managed.
+      type: dict
+    ingress:
+      description: The Ingress (class from the cluster's default, routed paths, the controller's namespaces).
+      type: dict
+    httproute:
+      description: The HTTPRoute (parent refs, hostnames, PathPrefix matches).
+      type: dict
+    network_policy:
+      description: The ingress and egress NetworkPolicy specs over the collection's pods, and what they admit.
+      type: dict
 '''
 
 from ansible_collections.llmops.ollama.plugins.module_utils.cluster_facts import read_cluster

@@ -163,7 +163,7 @@ def _go_env() -> dict:
 def _download(module: str, version: str) -> dict:
     """`go mod download -json`: the module's Dir and GoMod in the module cache (no network once cached)."""
     if shutil.which("go") is None:
-        raise SimError("the go command is not on PATH", "install Go 1.24 or newer (e.g. apt-get install golang-go) and retry")
+        raise SimError("the go command is not on PATH", "install Go 1.26 or newer (e.g. apt-get install golang-go) and retry")
     out = subprocess.run(
         ["go", "mod", "download", "-json", f"{module}@{version}"],
         capture_output=True, text=True, env=_go_env(), check=False,
@@ -283,7 +283,7 @@ def build_program(program: Program, versions: dict, log) -> None:
     if all(path.exists() for path in targets.values()):
         return
     if shutil.which("go") is None:
-        raise SimError("the go command is not on PATH", "install Go 1.24 or newer (e.g. apt-get install golang-go) and retry")
+        raise SimError("the go command is not on PATH", "install Go 1.26 or newer (e.g. apt-get install golang-go) and retry")
     workdir = cache_dir() / "gomod" / f"{program.name}-{version}"
     workdir.mkdir(parents=True, exist_ok=True)
     gomod = f"module llmops.invalid/simbuild/{program.name}\n\ngo 1.24.0\n"

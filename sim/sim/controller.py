@@ -1,4 +1,5 @@
-"""The simulator's controller process: provisions volumes (provisioner.py) and runs pods (runtime.py).
+"""The simulator's controller process: provisions volumes (provisioner.py), runs pods (runtime.py) and keeps
+the ClusterIP rules on the ready endpoints (services.py).
 
 Pods come from one list-and-watch cache (as an informer keeps them): the kubelet loop reads it on every
 pass instead of listing every pod, and every pod change wakes the loop at once — KWOK hands a deleted
@@ -77,9 +78,10 @@ def run(state_dir: Path) -> None:
         print(time.strftime("%H:%M:%S"), message, flush=True)
 
     provisioner = Provisioner(api, state_dir, log)
+    service_proxy = ServiceProxy(api, state_dir, log)  # throttles itself to a pass a second
     kubelet = Runtime(api, state_dir, state, log, wake=wake)
-    # Loops that follow Services and EndpointSlices: ClusterIP rules, the host's ingress listener.
-    service_loops = [ServiceProxy(api, state_dir, log), IngressForwarder(api, state, log)]
+    # The host's ingress listener follows the Traefik pod's EndpointSlice.
+    ingress = IngressForwarder(api, state, log)
     cache = PodCache(api, wake, stopping, log)
     threading.Thread(target=cache.run, daemon=True, name="pod-watch").start()
     next_provision = 0.0
@@ -87,23 +89,21 @@ def run(state_dir: Path) -> None:
         wake.clear()
         if time.monotonic() >= next_provision:
             next_provision = time.monotonic() + PROVISION_INTERVAL
-            try:
-                provisioner.sync()
-            except Exception:  # keep serving; a kubelet-like loop must survive API hiccups
-                log(traceback.format_exc(limit=3))
+            for loop in (provisioner, service_proxy):
+                try:
+                    loop.sync()
+                except Exception:  # keep serving; a kubelet-like loop must survive API hiccups
+                    log(traceback.format_exc(limit=3))
         if cache.synced.is_set():
             try:
                 kubelet.sync(cache.items())
             except Exception:
                 log(traceback.format_exc(limit=5))
-        for loop in service_loops:
-            try:
-                loop.sync()
-            except Exception:
-                log(traceback.format_exc(limit=3))
+        try:
+            ingress.sync()
+        except Exception:
+            log(traceback.format_exc(limit=3))
         wake.wait(min(INTERVAL, kubelet.next_wakeup()))
     kubelet.shutdown()
-    for loop in service_loops:
-        if hasattr(loop, "shutdown"):
-            loop.shutdown()
+    ingress.shutdown()
     sys.exit(0)

@@ -30,8 +30,10 @@ CLUSTER_ROLE_BINDING = {
 
 
 def enabled(profile: dict) -> bool:
-    # The scale profile has no pods run for real; thousands of nodes gain nothing from an engine.
-    return bool(profile.get("network_policy", not profile.get("scale")))
+    """Enforced unless the profile says otherwise: EKS's VPC CNI enforces no NetworkPolicy until its policy agent
+    is turned on, and the scale profile runs no pods for real (thousands of nodes gain nothing from an engine)."""
+    default = not profile.get("scale") and profile.get("distribution") != "eks"
+    return bool(profile.get("network_policy", default))
 
 
 def argv(binary, state_dir, kubeconfig, node_name: str, service_cidr: str) -> list:

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 import time
 import uuid
 from pathlib import Path
@@ -39,6 +40,20 @@ def pytest_collection_modifyitems(items):
         marker = item.get_closest_marker("profile")
         return (marker.args[0] if marker else "k3s", "/integration/sim/" not in item.nodeid.replace("\\", "/"))
     items.sort(key=key)
+
+
+# A client inside a pod's network namespace: one bounded TCP connect and HTTP GET; prints the outcome.
+POD_CLIENT = textwrap.dedent("""
+    import socket, sys
+    host, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    try:
+        with socket.create_connection((host, port), timeout=3) as sock:
+            sock.settimeout(5)
+            sock.sendall(f"GET {path} HTTP/1.1\\r\\nHost: {host}\\r\\nConnection: close\\r\\n\\r\\n".encode())
+            print(sock.recv(64).split(b"\\r\\n")[0].decode())
+    except OSError as exc:
+        print("blocked:", type(exc).__name__)
+""")
 
 
 class Cluster:
@@ -156,6 +171,17 @@ class Cluster:
             except (TypeError, ValueError):
                 answer = {"error": str(exc.body)}
             return dict(answer, http_status=exc.status)
+
+    def call_from_pod(self, namespace, pod, host, port, path="/api/version", timeout=30):
+        """From inside a simulator pod's network namespace, as a process of the pod would: the HTTP status line,
+        or `blocked: <error>` when the connection is refused or times out."""
+        from sim import network
+        uid = self.get("pod", "-n", namespace, pod)["metadata"]["uid"]
+        netns = network.pod_netns(self.kubeconfig.parent, uid)
+        result = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", POD_CLIENT, host, str(port), path],
+                                capture_output=True, text=True, timeout=timeout, check=False)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
 
     def gpu_nodes(self):
         return [n["metadata"]["name"] for n in self.get("nodes")["items"]

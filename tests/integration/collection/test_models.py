@@ -51,7 +51,7 @@ def ollama_statefulset(namespace, replicas=2, gpu=True):
     """Ollama replicas with a claim each (per-replica storage), as the plan's StatefulSet has them: Ollama on
     127.0.0.1 behind the gate container, which reads its config and keys from what deploy() writes."""
     g = gate_plan()
-    container = {"name": "ollama", "image": "docker.io/ollama/ollama:0.11.4",
+    container = {"name": "ollama", "image": "docker.io/ollama/ollama:0.32.15",
                  "env": [{"name": "OLLAMA_HOST", "value": g["ollama_host"]},
                          {"name": "OLLAMA_KEEP_ALIVE", "value": "5m"}],
                  "volumeMounts": [{"name": "models", "mountPath": "/root/.ollama"}]}

@@ -81,10 +81,7 @@ def only_sim(cluster):
 
 
 def converge(playbook, namespace, models, **variables):
-    extra = {"ollama_namespace": namespace, "ollama_models": models,
-             # REMOVE when the NetworkPolicy branch lands: until then the default policy admits port 11434 only
-             # and kube-router drops the API server's pod proxy to the gate's 8080 (the collection's own pulls).
-             "ollama_workload_network_policy": False}
+    extra = {"ollama_namespace": namespace, "ollama_models": models}
     extra.update(variables)
     return playbook("site.yml", extra)
 
@@ -255,7 +252,7 @@ def client_pod(cluster):
                                          if p["status"].get("phase") == "Running"), None),
                            timeout=60, what="the client pod")
     from sim import network
-    yield network.pod_netns(Path(cluster.kubeconfig).parent, pod["metadata"]["uid"])
+    yield name, network.pod_netns(Path(cluster.kubeconfig).parent, pod["metadata"]["uid"])
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
@@ -265,7 +262,10 @@ def test_a_gpu_node_lost_with_two_replicas_keeps_an_endpoint_and_completions(pla
     only_sim(cluster)
     from sim import faults
     model = cluster.model("tiny-a")
-    run = converge(playbook, namespace, [model], ollama_replicas=2)
+    client_namespace, client_netns = client_pod
+    # The ingress policy admits the client's namespace to the gate (kube-router enforces it).
+    run = converge(playbook, namespace, [model], ollama_replicas=2,
+                   ollama_workload_allowed_namespaces=[client_namespace])
     assert run.rc == 0, run
     pods = ready_pods(cluster, namespace, 2)
     lost = next(p for p in pods if p["metadata"]["name"].endswith("-0"))
@@ -274,7 +274,7 @@ def test_a_gpu_node_lost_with_two_replicas_keeps_an_endpoint_and_completions(pla
     service = cluster.get("service", NAME, "-n", namespace)["spec"]["clusterIP"]
     key = cluster.gate_keys(namespace, NAME)["clients"][0]
     stop = tmp_path / "stop"
-    client = subprocess.Popen(["ip", "netns", "exec", client_pod, sys.executable, "-c", CLIENT,
+    client = subprocess.Popen(["ip", "netns", "exec", client_netns, sys.executable, "-c", CLIENT,
                                f"http://{service}:11434/v1", key, model, str(stop)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     endpoints, done = [], threading.Event()

@@ -131,6 +131,7 @@ def test_up_without_sshd_names_the_fix_and_starts_nothing(tmp_path):
 def test_down_leaves_no_host_process_namespace_mount_or_sudoers_file(cluster, sim_manager):
     hosts = sim_hosts(cluster)
     from sim import cluster as sim_cluster
+    marker = sim_cluster.Cluster(log=lambda *_: None).marker
     sim_cluster.Cluster(log=lambda *_: None).down(quiet=True)
     sim_manager.profile = None  # the next test starts the cluster again
     spaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
@@ -138,12 +139,21 @@ def test_down_leaves_no_host_process_namespace_mount_or_sudoers_file(cluster, si
     for host in hosts.values():
         assert host["netns"] not in spaces and host["netns"] not in mounts
     assert " llmsim-host" not in mounts  # the hosts' tmpfs and overlay mounts
-    sshd = [p for p in Path("/proc").iterdir() if p.name.isdigit() and b"/run/llmsim/ssh/sshd_config" in _cmdline(p)]
+    # This cluster's sshd (another simulator beside it runs its own).
+    sshd = [p for p in Path("/proc").iterdir() if p.name.isdigit() and b"/run/llmsim/ssh/sshd_config" in _cmdline(p)
+            and f"LLMOPS_SIM_OWNER={marker}".encode() in _environ(p)]
     assert sshd == []
     assert not Path("/etc/sudoers.d/llmsim").exists() and not Path("/home/llmsim").exists()
     rules = subprocess.run(["iptables-save"], capture_output=True, text=True, check=False).stdout
     assert os.environ["LLMOPS_SIM_POD_CIDR"].split("/")[0].rsplit(".", 2)[0] not in rules and "llmsim" not in rules
     assert not Path(os.environ["LLMOPS_SIM_STATE"]).exists()
+
+
+def _environ(proc: Path) -> bytes:
+    try:
+        return (proc / "environ").read_bytes()
+    except OSError:
+        return b""
 
 
 def _cmdline(proc: Path) -> bytes:

@@ -1,44 +1,14 @@
 """NetworkPolicy enforced by kube-router in the simulator's node namespace, on real traffic:
 the API server's pod proxy, pod to pod, pod to a Service's ClusterIP, and pod to the model registry."""
 
-import subprocess
-import sys
-import textwrap
 
 import pytest
 
 from test_ollama_pods import ollama_deployment, running_pod
 
-# A client inside a pod's network namespace: one bounded TCP connect and HTTP GET; prints the outcome.
-CLIENT = textwrap.dedent("""
-    import socket, sys
-    host, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    try:
-        with socket.create_connection((host, port), timeout=3) as sock:
-            sock.settimeout(5)
-            sock.sendall(f"GET {path} HTTP/1.1\\r\\nHost: {host}\\r\\nConnection: close\\r\\n\\r\\n".encode())
-            print(sock.recv(64).split(b"\\r\\n")[0].decode())
-    except OSError as exc:
-        print("blocked:", type(exc).__name__)
-""")
-
-
 def sim_only(cluster):
     if cluster.external:
         pytest.skip("reaches into the simulator's pod network namespaces")
-
-
-def pod_netns(cluster, namespace, pod):
-    from sim import network
-    uid = cluster.get("pod", "-n", namespace, pod)["metadata"]["uid"]
-    return network.pod_netns(cluster.kubeconfig.parent, uid)
-
-
-def call_from(cluster, namespace, pod, host, port, path="/api/version"):
-    result = subprocess.run(["ip", "netns", "exec", pod_netns(cluster, namespace, pod), sys.executable, "-c", CLIENT,
-                             host, str(port), path], capture_output=True, text=True, timeout=20, check=False)
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
 
 
 def pod_ip(cluster, namespace, pod):
@@ -81,7 +51,7 @@ def start_behind_policy(cluster, namespace, name):
         for pod in cluster.get("pods", "-n", namespace, "-l", f"app={name}")["items"]:
             address = pod["status"].get("podIP")
             if pod["status"].get("phase") == "Running" and address and \
-                    call_from(cluster, namespace, pod["metadata"]["name"], address, 11434).startswith("HTTP/1.1 200"):
+                    cluster.call_from_pod(namespace, pod["metadata"]["name"], address, 11434).startswith("HTTP/1.1 200"):
                 return pod["metadata"]["name"]
         return None
     return cluster.wait_for(answering, timeout=90, what=f"Ollama of {name} to answer in its pod")
@@ -94,7 +64,7 @@ def test_default_deny_stops_the_pod_proxy_and_pods_and_allow_rules_open_exactly_
     neighbour = start_ollama(cluster, namespace, "neighbour")
     outsider = start_ollama(cluster, other_namespace, "outsider")
     neighbour_ip = pod_ip(cluster, namespace, neighbour)
-    assert call_from(cluster, other_namespace, outsider, neighbour_ip, 11434).startswith("HTTP/1.1 200"), \
+    assert cluster.call_from_pod(other_namespace, outsider, neighbour_ip, 11434).startswith("HTTP/1.1 200"), \
         "without a policy every source reaches a pod"
 
     cluster.apply(policy(namespace, "deny", {"podSelector": {"matchLabels": {"app": "server"}},
@@ -102,8 +72,8 @@ def test_default_deny_stops_the_pod_proxy_and_pods_and_allow_rules_open_exactly_
     server = start_behind_policy(cluster, namespace, "server")
     server_ip = pod_ip(cluster, namespace, server)
     assert not proxied(cluster, namespace, server)
-    assert call_from(cluster, other_namespace, outsider, server_ip, 11434).startswith("blocked")
-    assert call_from(cluster, namespace, neighbour, server_ip, 11434).startswith("blocked")
+    assert cluster.call_from_pod(other_namespace, outsider, server_ip, 11434).startswith("blocked")
+    assert cluster.call_from_pod(namespace, neighbour, server_ip, 11434).startswith("blocked")
     # The policy selects `server` only: the neighbour stays open.
     assert proxied(cluster, namespace, neighbour)
 
@@ -112,9 +82,9 @@ def test_default_deny_stops_the_pod_proxy_and_pods_and_allow_rules_open_exactly_
         "podSelector": {"matchLabels": {"app": "server"}}, "policyTypes": ["Ingress"],
         "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": other_namespace}}}],
                      "ports": [{"port": 11434, "protocol": "TCP"}]}]}))
-    cluster.wait_for(lambda: call_from(cluster, other_namespace, outsider, server_ip, 11434).startswith("HTTP/1.1 200"),
+    cluster.wait_for(lambda: cluster.call_from_pod(other_namespace, outsider, server_ip, 11434).startswith("HTTP/1.1 200"),
                      timeout=30, what="the allowed namespace to get through")
-    assert call_from(cluster, namespace, neighbour, server_ip, 11434).startswith("blocked")
+    assert cluster.call_from_pod(namespace, neighbour, server_ip, 11434).startswith("blocked")
     assert not proxied(cluster, namespace, server)
 
     # An ipBlock for the node address (where the API server's proxy comes from) opens the proxy.
@@ -123,7 +93,7 @@ def test_default_deny_stops_the_pod_proxy_and_pods_and_allow_rules_open_exactly_
         "podSelector": {"matchLabels": {"app": "server"}}, "policyTypes": ["Ingress"],
         "ingress": [{"from": [{"ipBlock": {"cidr": f"{network.NODE_IP}/32"}}]}]}))
     cluster.wait_for(lambda: proxied(cluster, namespace, server), timeout=30, what="the pod proxy to get through")
-    assert call_from(cluster, namespace, neighbour, server_ip, 11434).startswith("blocked")
+    assert cluster.call_from_pod(namespace, neighbour, server_ip, 11434).startswith("blocked")
 
 
 @pytest.mark.profile("k3s")
@@ -134,10 +104,10 @@ def test_a_service_cluster_ip_reaches_a_ready_endpoint_under_the_policies(cluste
     cluster.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "server", "namespace": namespace},
                    "spec": {"selector": {"app": "server"}, "ports": [{"name": "http", "port": 80, "targetPort": 11434}]}})
     cluster_ip = cluster.get("service", "-n", namespace, "server")["spec"]["clusterIP"]
-    cluster.wait_for(lambda: call_from(cluster, other_namespace, client, cluster_ip, 80).startswith("HTTP/1.1 200"),
+    cluster.wait_for(lambda: cluster.call_from_pod(other_namespace, client, cluster_ip, 80).startswith("HTTP/1.1 200"),
                      timeout=30, what="the ClusterIP to answer")
     cluster.apply(policy(namespace, "deny", {"podSelector": {}, "policyTypes": ["Ingress"]}))
-    cluster.wait_for(lambda: call_from(cluster, other_namespace, client, cluster_ip, 80).startswith("blocked"),
+    cluster.wait_for(lambda: cluster.call_from_pod(other_namespace, client, cluster_ip, 80).startswith("blocked"),
                      timeout=30, what="the policy to stop the translated connection")
     assert server
 
@@ -148,10 +118,10 @@ def test_an_egress_policy_stops_a_pod_reaching_the_model_registry(cluster, names
     pod = start_ollama(cluster, namespace, "puller")
     registry = next(iter(cluster.models)).split("/", 1)[0]
     host, port = registry.rsplit(":", 1)
-    assert call_from(cluster, namespace, pod, host, port, "/v2/").startswith("HTTP/1.1 200")
+    assert cluster.call_from_pod(namespace, pod, host, port, "/v2/").startswith("HTTP/1.1 200")
     cluster.apply(policy(namespace, "no-egress", {"podSelector": {"matchLabels": {"app": "puller"}},
                                                   "policyTypes": ["Egress"]}))
-    cluster.wait_for(lambda: call_from(cluster, namespace, pod, host, port, "/v2/").startswith("blocked"),
+    cluster.wait_for(lambda: cluster.call_from_pod(namespace, pod, host, port, "/v2/").startswith("blocked"),
                      timeout=30, what="egress to the registry to be blocked")
     pulled = cluster.ollama(namespace, pod, "/api/pull", {"model": cluster.model("tiny-a"), "insecure": True,
                                                           "stream": False}, check=False, timeout=60)

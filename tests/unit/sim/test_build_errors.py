@@ -25,7 +25,7 @@ def test_missing_go_command_names_the_fix(tmp_path):
     result = sim_build(tmp_path, PINS + "KWOK_VERSION=v0.7.0\n", path_env=str(tmp_path))
     assert result.returncode == 2
     assert result.stderr.splitlines()[0] == "sim: the go command is not on PATH"
-    assert "fix: install Go 1.24 or newer" in result.stderr
+    assert "fix: install Go 1.26 or newer" in result.stderr
 
 
 def test_a_version_the_module_proxy_does_not_have_fails_with_its_log(tmp_path):

@@ -66,7 +66,9 @@ class FakeApi(Api):
                 self.objects[path] = new
             return copy.deepcopy(new)
         if method == 'DELETE':
-            if query.get('dryRun') != 'All':
+            # As kube-apiserver: DeleteOptions come from the body when there is one, the query is then ignored.
+            dry = (body or {}).get('dryRun') if body else query.get('dryRun')
+            if dry not in (['All'], 'All'):
                 self.objects.pop(path, None)
             return {}
         raise AssertionError(method)

@@ -425,7 +425,8 @@ def test_k3s_cluster_facts_shape():
     assert sorted(facts) == sorted([
         'kubernetes_version', 'distribution', 'nodes', 'node_count', 'zones', 'gpu_nodes', 'storage_classes', 'default_storage_class',
         'csi_drivers', 'runtime_classes', 'device_plugin', 'gpu_operator', 'feature_discovery', 'existing',
-        'warnings'])
+        'warnings', 'control_plane', 'controller_pods', 'ingress_classes', 'default_ingress_class', 'gateway_api',
+        'gateway_classes', 'gateways'])
     assert facts['distribution'] == 'k3s'
     assert facts['gpu_nodes'] == ['k3s-gpu-1']
     assert facts['default_storage_class'] == 'local-path'

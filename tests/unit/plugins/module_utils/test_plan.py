@@ -65,6 +65,11 @@ def storage_class(name, provisioner, default=False, binding='WaitForFirstConsume
 GP3 = storage_class('gp3', 'ebs.csi.aws.com', default=True)
 EFS = storage_class('efs', 'efs.csi.aws.com', binding='Immediate')
 LOCAL_PATH = storage_class('local-path', 'rancher.io/local-path', default=True, expansion=False)
+ALB_CLASS = {'name': 'alb', 'controller': 'ingress.k8s.aws/alb', 'default': True, 'created': ''}
+TRAEFIK_CLASS = {'name': 'traefik', 'controller': 'traefik.io/ingress-controller', 'default': True, 'created': ''}
+TRAEFIK_GATEWAY = {'name': 'traefik-gateway', 'namespace': 'kube-system', 'class': 'traefik',
+                   'listeners': [{'name': 'web', 'protocol': 'HTTP', 'port': 8000, 'hostname': None, 'from': 'All',
+                                  'selector': None}]}
 HEALTHY_PLUGIN = {'found': True, 'name': 'nvidia-device-plugin-daemonset', 'namespace': 'kube-system',
                   'desired': 3, 'ready': 3, 'healthy': True, 'source': 'device-plugin'}
 
@@ -88,6 +93,9 @@ def eks_facts(nodes=None, classes=None, default='gp3', **overrides):
         'existing': {'namespace_exists': False, 'workloads': [], 'claims': [], 'services': [], 'pdbs': [],
                      'ollama_replicas': 0, 'ollama_pods': []},
         'warnings': [],
+        # EKS: the AWS Load Balancer Controller's class; the control plane is not among the nodes.
+        'ingress_classes': [ALB_CLASS], 'default_ingress_class': 'alb', 'control_plane': [], 'controller_pods': [],
+        'gateway_api': {'installed': False, 'versions': [], 'resources': []}, 'gateway_classes': [], 'gateways': [],
     }
     facts['gpu_nodes'] = [n['name'] for n in facts['nodes'] if n['gpu_allocatable'] > 0]
     facts.update(overrides)
@@ -100,6 +108,13 @@ def k3s_facts(**overrides):
         classes=[LOCAL_PATH], default='local-path',
         kubernetes_version={'major': 1, 'minor': 30, 'git_version': 'v1.30.4+k3s1'},
         distribution='k3s', runtime_classes=['nvidia', 'nvidia-experimental'],
+        # k3s: Traefik in kube-system serves the default class traefik and, with its Gateway provider, a Gateway.
+        ingress_classes=[TRAEFIK_CLASS], default_ingress_class='traefik',
+        controller_pods=[{'name': 'traefik', 'namespace': 'kube-system'}],
+        control_plane=[{'name': 'k3s-cp', 'internal_ips': ['192.168.1.10'], 'pod_cidrs': ['10.42.0.0/24']}],
+        gateway_api={'installed': True, 'versions': ['v1'], 'resources': ['gateways', 'httproutes']},
+        gateway_classes=[{'name': 'traefik', 'controller': 'traefik.io/gateway-controller'}],
+        gateways=[TRAEFIK_GATEWAY],
     )
     base.update(overrides)
     return eks_facts(**base)
@@ -138,7 +153,8 @@ GOOD = [
         'affinity.anti_affinity': 'none', 'affinity.zone_spread': False, 'pdb': None, 'runtime_class': None,
         'eligible_nodes': ['gpu-a', 'gpu-b', 'gpu-c'], 'zones': ['us-east-1a', 'us-east-1b', 'us-east-1c'],
         'affinity.node_label': {'key': 'nvidia.com/gpu.present', 'value': 'true'},
-        'image.ref': 'docker.io/ollama/ollama:0.11.4', 'distribution': 'eks', 'namespace': 'ollama'}),
+        'image.ref': 'docker.io/ollama/ollama:%s' % plan_mod.DEFAULT_OLLAMA_TAG, 'distribution': 'eks',
+        'namespace': 'ollama'}),
     ('eks-three-replicas-per-replica', eks_facts, {'replicas': 3}, {
         'workload_kind': 'StatefulSet', 'strategy': 'RollingUpdate', 'pod_management_policy': 'Parallel',
         'storage.mode': 'per_replica', 'storage.access_mode': 'ReadWriteOnce', 'storage.claim_name': None,
@@ -276,16 +292,23 @@ GOOD = [
      lambda: eks_facts(nodes=[gpu_node('g1', free=0), gpu_node('g2', free=1)],
                        existing={'ollama_replicas': 1, 'workloads': [], 'claims': []}),
      {'replicas': 2}, {'ok': True}),
-    ('image-tag-v-prefix', eks_facts, {'image_tag': 'v0.11.4'}, {'image.version': '0.11.4', 'ok': True}),
-    ('image-tag-floor', eks_facts, {'image_tag': '0.1.47'}, {'ok': True}),
-    ('image-tag-rocm', eks_facts, {'image_tag': '0.11.4-rocm'}, {'ok': True, 'image.ref':
-                                                                 'docker.io/ollama/ollama:0.11.4-rocm'}),
-    ('image-tag-with-digest', eks_facts, {'image_tag': '0.11.4@sha256:' + 'ab' * 32}, {
-        'image.ref': 'docker.io/ollama/ollama:0.11.4@sha256:' + 'ab' * 32, 'image.digest': 'sha256:' + 'ab' * 32}),
+    ('image-tag-v-prefix', eks_facts, {'image_tag': 'v0.32.15'}, {'image.version': '0.32.15', 'ok': True}),
+    ('image-tag-floor', eks_facts, {'image_tag': '0.17.1'}, {'ok': True, 'image.known_cves': []}),
+    ('image-tag-rocm', eks_facts, {'image_tag': '0.32.15-rocm'}, {'ok': True, 'image.ref':
+                                                                  'docker.io/ollama/ollama:0.32.15-rocm'}),
+    ('image-tag-with-digest', eks_facts, {'image_tag': '0.32.15@sha256:' + 'ab' * 32}, {
+        'image.ref': 'docker.io/ollama/ollama:0.32.15@sha256:' + 'ab' * 32, 'image.digest': 'sha256:' + 'ab' * 32}),
+    ('image-digest-variable', eks_facts, {'image_digest': 'sha256:' + 'ef' * 32}, {
+        'image.ref': 'docker.io/ollama/ollama:%s@sha256:%s' % (plan_mod.DEFAULT_OLLAMA_TAG, 'ef' * 32),
+        'image.digest': 'sha256:' + 'ef' * 32, 'image.tag': plan_mod.DEFAULT_OLLAMA_TAG, 'ok': True}),
+    ('image-digest-both-equal', eks_facts, {'image_tag': '0.32.15@sha256:' + 'ab' * 32,
+                                            'image_digest': 'sha256:' + 'ab' * 32}, {'ok': True}),
     ('image-digest-only', eks_facts, {'image_tag': 'sha256:' + 'cd' * 32}, {
         'image.ref': 'docker.io/ollama/ollama@sha256:' + 'cd' * 32, 'ok': True}),
     ('image-mirror', eks_facts, {'image': 'registry.local:5000/mirror/ollama'}, {
-        'image.ref': 'registry.local:5000/mirror/ollama:0.11.4'}),
+        'image.ref': 'registry.local:5000/mirror/ollama:%s' % plan_mod.DEFAULT_OLLAMA_TAG}),
+    ('image-old-allowed-out-loud', eks_facts, {'image_tag': '0.11.4', 'image_allow_known_vulnerable': True}, {
+        'ok': True, 'image.known_cves': ['CVE-2026-7482']}),
     ('model-names-normalized', eks_facts, {'models': [
         'llama3', 'library/qwen2.5:7b', 'myorg/mymodel:v1',
         'hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M', 'registry.local:5000/ns/tiny:q8_0',
@@ -307,23 +330,16 @@ GOOD = [
      {'gpu_memory_check': False, 'models': [{'name': 'llama3.1:405b', 'size': '243GB'}]}, {'ok': True}),
     ('gpu-memory-unknown', lambda: eks_facts(nodes=[gpu_node('g', memory=None)]),
      {'models': [{'name': 'llama3.1:405b', 'size': '243GB'}]}, {'ok': True}),
-    ('ingress-basic', eks_facts, {'ingress': {'enabled': True, 'host': 'ollama.example.com',
-                                              'auth_secret': 'ollama-htpasswd', 'tls_secret': 'ollama-tls'}}, {
-        'ingress.enabled': True, 'ingress.auth_type': 'basic', 'ingress.auth_secret': 'ollama-htpasswd',
+    ('ingress-default-class', k3s_facts, {'ingress': {'enabled': True, 'host': 'ollama.example.com',
+                                                      'tls_secret': 'ollama-tls'}}, {
+        'ingress.enabled': True, 'ingress.class_name': 'traefik', 'ingress.class_source': 'default',
+        'ingress.controller_namespaces': ['kube-system'], 'ingress.paths': list(plan_mod.exposure.CLIENT_PATHS),
         'ingress.blocked_paths': list(plan_mod.ADMIN_ENDPOINTS), 'ok': True}),
-    ('ingress-external', eks_facts, {'ingress': {'enabled': True, 'host': 'ollama.example.com',
-                                                 'auth_type': 'external',
-                                                 'auth_url': 'https://auth.example.com/oauth2/auth'}}, {
-        'ingress.auth_url': 'https://auth.example.com/oauth2/auth', 'ok': True}),
-    ('ingress-unauthenticated-opt-out', eks_facts, {'ingress': {'enabled': True, 'host': 'ollama.internal',
-                                                                'auth_type': 'none',
-                                                                'allow_unauthenticated': True}}, {
-        'ingress.auth_type': 'none', 'ok': True}),
-    ('ingress-open-admin', eks_facts, {'ingress': {'enabled': True, 'host': '*.example.com', 'auth_secret': 's',
+    ('ingress-open-admin', k3s_facts, {'ingress': {'enabled': True, 'host': '*.example.com',
                                                    'open_admin_endpoints': True}}, {
-        'ingress.blocked_paths': [], 'ok': True}),
-    ('ingress-disabled-ignores-auth', eks_facts, {'ingress': {'enabled': False, 'auth_type': 'none'}}, {
-        'ingress.enabled': False, 'ok': True}),
+        'ingress.blocked_paths': [], 'ingress.paths': list(plan_mod.exposure.CLIENT_PATHS + plan_mod.ADMIN_ENDPOINTS),
+        'ok': True}),
+    ('ingress-disabled', eks_facts, {'ingress': {'enabled': False}}, {'ingress.enabled': False, 'ok': True}),
     ('no-device-plugin-but-gpus-advertised', lambda: eks_facts(device_plugin={'found': False}), {}, {'ok': True}),
     ('unhealthy-plugin-not-required',
      lambda: eks_facts(device_plugin=dict(HEALTHY_PLUGIN, ready=1, healthy=False)),
@@ -350,8 +366,10 @@ def test_good_plans(facts_factory, config, expected):
 WARNINGS = [
     ('single-replica-no-pdb', eks_facts, {}, 'no PodDisruptionBudget'),
     ('soft-anti-affinity', eks_facts, {'replicas': 2, 'anti_affinity': 'soft'}, 'soft'),
-    ('rocm-on-nvidia', eks_facts, {'image_tag': '0.11.4-rocm'}, 'ROCm'),
-    ('digest-only-image', eks_facts, {'image_tag': 'sha256:' + 'cd' * 32}, 'CVE floor'),
+    ('rocm-on-nvidia', eks_facts, {'image_tag': '0.32.15-rocm'}, 'ROCm'),
+    ('digest-only-image', eks_facts, {'image_tag': 'sha256:' + 'cd' * 32}, 'CVE table'),
+    ('old-image-allowed', eks_facts, {'image_tag': '0.1.30', 'image_allow_known_vulnerable': True},
+     'OLLAMA_IMAGE_ALLOW_KNOWN_VULNERABLE IS TRUE: CVE-2024-37032'),
     ('unsized-model', eks_facts, {'models': ['llama3']}, 'no size given for llama3:latest'),
     ('duplicate-model', eks_facts, {'models': ['llama3', 'llama3:latest']}, 'listed twice'),
     ('tight-gpu-fit', eks_facts, {'models': [{'name': 'big:1', 'size': '80GB'}]}, 'more than 90%'),
@@ -371,12 +389,8 @@ WARNINGS = [
     ('immediate-binding-multi-zone',
      lambda: eks_facts(classes=[storage_class('gp2', 'kubernetes.io/aws-ebs', default=True, binding='Immediate')],
                        default='gp2'), {}, 'binds Immediately'),
-    ('ingress-unauthenticated', eks_facts, {'ingress': {'enabled': True, 'host': 'o.example.com', 'auth_type': 'none',
-                                                        'allow_unauthenticated': True}}, 'NO AUTHENTICATION'),
-    ('ingress-basic-without-tls', eks_facts, {'ingress': {'enabled': True, 'host': 'o.example.com',
-                                                          'auth_secret': 's'}}, 'in clear'),
-    ('ingress-open-admin', eks_facts, {'ingress': {'enabled': True, 'host': 'o.example.com', 'auth_secret': 's',
-                                                   'tls_secret': 't', 'open_admin_endpoints': True}}, '/api/delete'),
+    ('ingress-open-admin', k3s_facts, {'ingress': {'enabled': True, 'host': 'o.example.com', 'tls_secret': 't',
+                                                   'open_admin_endpoints': True}}, '/api/delete'),
     ('device-plugin-missing-host-level', lambda: eks_facts(device_plugin={'found': False}), {}, 'host-level plugin'),
     ('unknown-setting', eks_facts, {'replica': 3}, 'unknown setting ollama_replica is ignored (did you mean ollama_replicas?)'),
     ('facts-warnings-carried', lambda: eks_facts(warnings=['several StorageClasses are marked default']), {},
@@ -552,20 +566,9 @@ BAD = [
      lambda: eks_facts(kubernetes_version={'major': 1, 'minor': 27, 'git_version': 'v1.27.16-eks-a18cd3a'}), {},
      'kubernetes_version', 'Kubernetes 1.27'),
     # ingress
-    ('ingress-no-auth', eks_facts, {'ingress': {'enabled': True, 'host': 'o.example.com', 'auth_type': 'none'}},
-     'ollama_ingress_auth_type', 'without authentication'),
-    ('ingress-basic-no-secret', eks_facts, {'ingress': {'enabled': True, 'host': 'o.example.com'}},
-     'ollama_ingress_auth_secret', 'empty'),
-    ('ingress-external-no-url', eks_facts, {'ingress': {'enabled': True, 'host': 'o.example.com',
-                                                        'auth_type': 'external'}}, 'ollama_ingress_auth_url', 'empty'),
-    ('ingress-external-bad-url', eks_facts, {'ingress': {'enabled': True, 'host': 'o.example.com',
-                                                         'auth_type': 'external', 'auth_url': 'auth.local/check'}},
-     'ollama_ingress_auth_url', 'not an http(s) URL'),
-    ('ingress-no-host', eks_facts, {'ingress': {'enabled': True, 'auth_secret': 's'}}, 'ollama_ingress_host', 'empty'),
-    ('ingress-bad-host', eks_facts, {'ingress': {'enabled': True, 'host': 'https://o.example.com',
-                                                 'auth_secret': 's'}}, 'ollama_ingress_host', 'not a DNS name'),
-    ('ingress-unknown-auth', eks_facts, {'ingress': {'enabled': True, 'host': 'o.example.com', 'auth_type': 'oauth'}},
-     'ollama_ingress_auth_type', 'basic, external or none'),
+    ('ingress-no-host', k3s_facts, {'ingress': {'enabled': True}}, 'ollama_ingress_host', 'empty'),
+    ('ingress-bad-host', k3s_facts, {'ingress': {'enabled': True, 'host': 'https://o.example.com'}},
+     'ollama_ingress_host', 'not a DNS name'),
     ('ingress-enabled-not-bool', eks_facts, {'ingress': {'enabled': 'sure'}}, 'ollama_ingress_enabled',
      'true or false'),
     ('ingress-not-a-mapping', eks_facts, {'ingress': 'on'}, 'ollama_ingress', 'mapping'),
@@ -601,15 +604,15 @@ FIXES = [
      ['NVIDIA container toolkit', 'ollama_runtime_class: ""']),
     ('plugin', lambda: eks_facts(device_plugin=dict(HEALTHY_PLUGIN, ready=0, healthy=False)), {},
      'ollama_require_device_plugin', ['NVIDIA device plugin', 'GPU operator']),
-    ('ingress-none', eks_facts, {'ingress': {'enabled': True, 'host': 'h.example.com', 'auth_type': 'none'}},
-     'ollama_ingress_auth_type', ['ollama_ingress_allow_unauthenticated: true', 'ollama_ingress_auth_secret']),
     ('claim', eks_facts, {'claim_size': '5Gi', 'models': [{'name': 'm:1', 'size': '42GB'}]}, 'ollama_claim_size',
      ['at least 51Gi']),
     ('model-too-big', eks_facts, {'models': [{'name': 'm:1', 'size': '243GB'}]}, 'ollama_models',
      ['ollama_allow_cpu_offload: true', 'ollama_gpus_per_pod']),
     ('gpus-taken', lambda: eks_facts(nodes=[gpu_node('g1', free=0)]), {}, 'ollama_replicas',
      ['free GPUs', 'add GPU nodes']),
-    ('image', eks_facts, {'image_tag': 'latest'}, 'ollama_image_tag', ['0.11.4']),
+    ('image', eks_facts, {'image_tag': 'latest'}, 'ollama_image_tag', [plan_mod.DEFAULT_OLLAMA_TAG]),
+    ('image-cve', eks_facts, {'image_tag': '0.11.4'}, 'ollama_image_tag',
+     ['at least 0.17.1', 'ollama_image_allow_known_vulnerable: true']),
 ]
 
 
@@ -640,6 +643,7 @@ def test_collects_every_error():
         'anti_affinity': 'maybe',
         'pdb_min_available': 3,
         'ingress': {'enabled': True, 'auth_type': 'none'},
+        'workload_allowed_namespaces': ['Not_A_Namespace'],
     }
     result = compute_plan(facts, config)
     assert_well_formed(result)
@@ -649,6 +653,7 @@ def test_collects_every_error():
         'ollama_node_selector', 'ollama_tolerations',
         'ollama_claim_size', 'ollama_models', 'ollama_anti_affinity', 'ollama_pdb_min_available',
         'ollama_ingress_host', 'ollama_ingress_auth_type', 'ollama_runtime_class', 'ollama_require_device_plugin',
+        'ollama_workload_allowed_namespaces',
     }, variables
     # both model problems are reported, not just the first
     model_errors = [e['message'] for e in result['errors'] if e['variable'] == 'ollama_models']
@@ -669,7 +674,7 @@ def test_plan_shape():
         'ok', 'errors', 'warnings', 'name', 'namespace', 'distribution', 'image', 'workload_kind', 'strategy',
         'rolling_update', 'pod_management_policy', 'replicas', 'gpus_per_pod', 'storage', 'affinity', 'tolerations',
         'node_selector', 'runtime_class', 'pdb', 'eligible_nodes', 'excluded_nodes', 'label_nodes', 'zones',
-        'models', 'ingress', 'gate', 'self_heal'])
+        'models', 'ingress', 'gate', 'namespace_info', 'httproute', 'network_policy', 'self_heal'])
     assert sorted(result['storage']) == sorted([
         'mode', 'class', 'provisioner', 'access_mode', 'size', 'size_bytes', 'binding_mode', 'allow_expansion',
         'install_local_path', 'create_classes', 'claim_name', 'claim_template_name', 'claim_names', 'pull_scope'])
