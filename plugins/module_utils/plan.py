@@ -24,6 +24,7 @@ from ansible_collections.llmops.ollama.plugins.module_utils import gate
 from ansible_collections.llmops.ollama.plugins.module_utils.cluster_facts import LABEL_MANAGED_BY, RWX_PROVISIONERS
 from ansible_collections.llmops.ollama.plugins.module_utils import exposure
 from ansible_collections.llmops.ollama.plugins.module_utils import values, vram
+from ansible_collections.llmops.ollama.plugins.module_utils import self_heal
 from ansible_collections.llmops.ollama.plugins.module_utils.quantity import (
     GI,
     MI,
@@ -143,6 +144,8 @@ DEFAULTS = {
 DEFAULTS.update(gate.DEFAULTS)
 DEFAULTS.update(SECURITY_DEFAULTS)
 DEFAULTS['image_tag'] = DEFAULT_OLLAMA_TAG
+# Self-heal (missing models fetched by each replica, readiness on its models): decided in self_heal.py.
+DEFAULTS.update(self_heal.DEFAULTS)
 
 # config key -> the role variable a user sets. Keys of the ingress dict map to
 # ollama_ingress_<key>. Variables without the ollama_ prefix name a cluster fact.
@@ -1402,6 +1405,7 @@ def compute_plan(facts, config):
     ingress, httproute, network_policy = decide_exposure(
         facts, cfg, namespace, namespace_info, dict(selector, **{LABEL_MANAGED_BY: 'llmops.ollama'}), models, report,
         gate_open=gate_plan['open_admin_endpoints'])
+    heal_plan = self_heal.plan_self_heal(cfg, name, models, storage, report, facts.get('kubernetes_version'))
 
     return {
         'ok': not report.errors,
@@ -1445,4 +1449,5 @@ def compute_plan(facts, config):
         'namespace_info': namespace_info,
         'httproute': httproute,
         'network_policy': network_policy,
+        'self_heal': heal_plan,
     }
