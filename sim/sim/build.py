@@ -79,6 +79,14 @@ def programs(versions: dict) -> list:
             ],
             cgo=True,
         ),
+        # The external judge of the objects a converge renders (make judges), not part of the cluster.
+        Program(
+            "kube-score",
+            "github.com/zegl/kube-score",
+            "KUBE_SCORE_VERSION",
+            {"kube-score": "github.com/zegl/kube-score/cmd/kube-score"},
+            ldflags=[f"-X main.version={versions.get('KUBE_SCORE_VERSION', '')}"],
+        ),
     ]
 
 

@@ -70,7 +70,7 @@ def assert_restricted_and_admitted(cluster, namespace, pod):
         assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
     spec = pod["spec"]
     container = spec["containers"][0]
-    assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["fsGroup"] == 1000
+    assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["fsGroup"] == 10001
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
     assert spec["automountServiceAccountToken"] is False
