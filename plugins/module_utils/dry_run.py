@@ -223,8 +223,10 @@ def explain(obj, answer, sources=None):
     if not causes:
         # A server-side apply that does not fit the schema: "... failed to create typed patch object (...): .f: why"
         match = re.search(r'\): (\.[^:]+): (.*)$', message)
-        causes = [{'field': match.group(1), 'message': match.group(2)}] if match else [{'field': '',
-                                                                                         'message': message}]
+        if match:
+            causes = [{'field': match.group(1), 'message': match.group(2)}]
+        else:
+            causes = [{'field': '', 'message': message}]
     problems = []
     for cause in causes:
         field = normalize_field(cause.get('field'))

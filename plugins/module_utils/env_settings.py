@@ -213,8 +213,8 @@ def check_env(defaults, overrides, report, ollama_version=None, variable='ollama
             seconds[name] = FOREVER if forever else parsed
     kv = ollama_value(result.get('OLLAMA_KV_CACHE_TYPE', '')).lower()
     flash = ollama_value(result.get('OLLAMA_FLASH_ATTENTION', ''))
-    if kv in ('q8_0', 'q4_0') and flash not in _TRUE and _version_below(ollama_version,
-                                                                         KV_NEEDS_FLASH_ATTENTION_BEFORE):
+    needs_flash = _version_below(ollama_version, KV_NEEDS_FLASH_ATTENTION_BEFORE)
+    if kv in ('q8_0', 'q4_0') and flash not in _TRUE and needs_flash:
         report.error(origin['OLLAMA_KV_CACHE_TYPE'],
                      '%s.OLLAMA_KV_CACHE_TYPE is %s but OLLAMA_FLASH_ATTENTION is %s: Ollama%s uses a quantized '
                      'K/V cache only with flash attention on, and would run with f16 (the GPU memory the setting '

@@ -11,12 +11,14 @@ module: k8s_dry_run
 short_description: Check Kubernetes objects with a server-side dry run before anything is written
 description:
   - Sends every object of I(definition) to the API server as a server-side apply with C(dryRun=All) under
-    I(field_manager): the API server validates, defaults and admits each object as the real apply will (conflicts
+    I(field_manager). The API server validates, defaults and admits each object as the real apply will (conflicts
     and immutable fields included) and persists nothing. One request per object, no reads.
   - An object whose namespace does not exist yet is sent as a dry-run create into I(fallback_namespace) instead,
     since the API server refuses anything in a missing namespace before it validates it.
   - Fails when the API server refuses an object, naming for each refusal the variable that rendered the field (a
     table of field paths, C(plugins/module_utils/dry_run.py)), the API server's message and the fix.
+  - With I(problems), fails with them before any request, so that a role checks its own settings and its objects
+    in one task.
   - The collection's playbooks/site.yml runs it for the objects of every role before the first write.
 version_added: 0.2.0
 author:
@@ -26,6 +28,13 @@ options:
     description: The objects, a list of dicts (or one dict), each with C(apiVersion), C(kind) and C(metadata.name).
     type: raw
     required: true
+  problems:
+    description:
+      - Problems the caller found in the settings already, each a message that names the variable and the fix.
+        Any of them fails the task before the dry run (then I(definition) may be empty).
+    type: list
+    elements: str
+    default: []
   field_manager:
     description: The field manager of the real apply (conflicts are judged for it).
     type: str
@@ -64,6 +73,11 @@ EXAMPLES = r'''
 - name: Check the workload's objects before the first write
   llmops.ollama.k8s_dry_run:
     definition: "{{ lookup('ansible.builtin.template', 'objects.yml.j2') | ansible.builtin.from_yaml_all | list }}"
+
+- name: Check the role's own settings, then its objects, in one task
+  llmops.ollama.k8s_dry_run:
+    problems: "{{ my_problems }}"
+    definition: "{{ [] if my_problems else my_objects }}"
 '''
 
 RETURN = r'''
@@ -124,12 +138,16 @@ from ansible_collections.llmops.ollama.plugins.module_utils.k8s import Api, Clus
 def main():
     module = new_module(dict(
         definition=dict(type='raw', required=True),
+        problems=dict(type='list', elements='str', default=[]),
         field_manager=dict(type='str', default='llmops-ollama'),
         fallback_namespace=dict(type='str', default='default'),
         sources=dict(type='dict', default={}),
         request_timeout=dict(type='int', default=30),
     ), supports_check_mode=True)
     params = module.params
+    if params['problems']:
+        module.fail_json(msg='%d problem(s) with the settings; nothing was written.\n%s' % (
+            len(params['problems']), '\n'.join('- %s' % p for p in params['problems'])), problems_found=params['problems'])
     objects = params['definition']
     objects = [objects] if isinstance(objects, dict) else objects
     if not isinstance(objects, list) or not all(isinstance(o, dict) for o in objects):
@@ -146,9 +164,10 @@ def main():
     for note in notes:
         module.warn(note)
     if problems:
+        refused = sum(1 for c in checked if c['refused'])
         module.fail_json(msg='The API server refuses %d of the %d objects to be written (a server-side dry run; '
-                             'nothing was written).\n%s' % (sum(1 for c in checked if c['refused']), len(objects),
-                                                           describe(problems)), checked=checked, problems=problems)
+                             'nothing was written).\n%s' % (refused, len(objects), describe(problems)),
+                         checked=checked, problems=problems)
     module.exit_json(changed=False, checked=checked, problems=[], objects=[redacted(o) for o in objects])
 
 
