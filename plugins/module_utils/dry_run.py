@@ -135,8 +135,12 @@ LOCAL_PATH_VARIABLES = ['storage_provisioner_local_path_image', 'storage_provisi
 _VALUE = re.compile(r'(?:Invalid|Unsupported|Duplicate|Forbidden) value: "((?:[^"\\]|\\.)*)"')
 
 
+# Values that may hold credentials (a proxy URL in the environment) never travel as module arguments.
+PRIVATE_SOURCES = ('ollama_workload_env', 'ollama_workload_env_defaults')
+
+
 def source_variables():
-    """Every variable the table can name: their values tell which of several candidates caused a refusal."""
+    """The variables the table can name: their values tell which of several candidates caused a refusal."""
     names = set(LOCAL_PATH_VARIABLES)
     for _kinds, _pattern, variables, _fix in FIELDS:
         if isinstance(variables, list):
@@ -144,7 +148,7 @@ def source_variables():
     for aspects in CONTAINERS.values():
         for variables in aspects.values():
             names.update(variables)
-    return sorted(names)
+    return sorted(names.difference(PRIVATE_SOURCES))
 
 
 def normalize_field(field):

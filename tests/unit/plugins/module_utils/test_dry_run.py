@@ -117,6 +117,7 @@ def test_every_variable_of_the_table_is_a_source():
     names = source_variables()
     assert 'ollama_workload_allowed_pods' in names and 'ollama_workload_gate_resources' in names
     assert names == sorted(set(names))
+    assert 'ollama_workload_env' not in names  # may hold credentials
 
 
 class FakeTransport(object):
