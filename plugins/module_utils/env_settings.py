@@ -162,8 +162,9 @@ def check_env(defaults, overrides, report, ollama_version=None, variable='ollama
     """The merged settings (names -> the strings the container gets), checked.
 
     ``report`` takes ``error(variable, message, fix)`` and ``warn(message)``. ``ollama_version`` (a tuple, or None
-    when unknown) decides the version-dependent rules. Returns ``{'values': {...}, 'seconds': {name: seconds}}``,
-    where forever is ``FOREVER`` (-1) and a duration that did not parse is left out."""
+    when unknown) decides the version-dependent rules. Returns ``{'values': {...}, 'others': [...], 'seconds':
+    {name: seconds}}``: the settings Ollama reads (as strings), the names of the other variables, and the
+    durations, where forever is ``FOREVER`` (-1) and a duration that did not parse is left out."""
     values, origin = {}, {}
     for source, mapping in ((defaults_variable, defaults), (variable, overrides)):
         if mapping in (None, ''):
@@ -223,7 +224,9 @@ def check_env(defaults, overrides, report, ollama_version=None, variable='ollama
                          if 'OLLAMA_FLASH_ATTENTION' in result else 'not set',
                          ' %s' % '.'.join(str(p) for p in ollama_version) if ollama_version else ''),
                      'set OLLAMA_FLASH_ATTENTION: "1" in %s, or OLLAMA_KV_CACHE_TYPE: f16' % variable)
-    return {'values': result, 'seconds': seconds}
+    # Other variables (a proxy URL may carry credentials) are named, not repeated.
+    known = dict((name, value) for name, value in result.items() if name in KNOWN)
+    return {'values': known, 'others': sorted(name for name in result if name not in KNOWN), 'seconds': seconds}
 
 
 def _check_value(kind, name, text):

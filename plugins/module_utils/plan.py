@@ -1296,6 +1296,6 @@ def compute_plan(facts, config):
         'zones': spread['zones'],
         'models': models,
         'ingress': ingress,
-        # The Ollama settings the pods get, and the durations among them in seconds (-1: forever).
+        # The Ollama settings the pods get (the names only of other variables), the durations in seconds (-1: forever).
         'ollama_env': ollama_env,
     }

@@ -677,7 +677,7 @@ def test_plan_shape():
         'rolling_update', 'pod_management_policy', 'replicas', 'gpus_per_pod', 'storage', 'affinity', 'tolerations',
         'node_selector', 'runtime_class', 'pdb', 'eligible_nodes', 'excluded_nodes', 'label_nodes', 'zones',
         'models', 'ingress', 'ollama_env'])
-    assert sorted(result['ollama_env']) == ['seconds', 'values']
+    assert sorted(result['ollama_env']) == ['others', 'seconds', 'values']
     assert sorted(result['storage']) == sorted([
         'mode', 'class', 'provisioner', 'access_mode', 'size', 'size_bytes', 'binding_mode', 'allow_expansion',
         'install_local_path', 'create_classes', 'claim_name', 'claim_template_name', 'claim_names', 'pull_scope'])
