@@ -45,7 +45,7 @@ def programs(versions: dict) -> list:
             "sigs.k8s.io/kwok",
             "KWOK_VERSION",
             {"kwok": "sigs.k8s.io/kwok/cmd/kwok"},
-            ldflags=[f"-X sigs.k8s.io/kwok/pkg/consts.Version={versions['KWOK_VERSION']}"],
+            ldflags=[f"-X sigs.k8s.io/kwok/pkg/consts.Version={versions.get('KWOK_VERSION', '')}"],
         ),
         Program(
             "kubernetes",
@@ -66,7 +66,8 @@ def programs(versions: dict) -> list:
             "github.com/cloudnativelabs/kube-router/v2",
             "KUBE_ROUTER_VERSION",
             {"kube-router": "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router"},
-            ldflags=[f"-X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version={versions['KUBE_ROUTER_VERSION']}"],
+            ldflags=["-X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version="
+                     + versions.get("KUBE_ROUTER_VERSION", "")],
         ),
         Program(
             "ollama",
@@ -135,7 +136,10 @@ def _default_binary_name(package: str) -> str:
 
 
 def build_program(program: Program, versions: dict, log) -> None:
-    version = versions[program.version_key]
+    version = versions.get(program.version_key)
+    if not version:
+        raise SimError(f"sim/versions.env pins no {program.version_key} for {program.name}",
+                       f"add a line {program.version_key}=<version> to sim/versions.env")
     targets = {name: bin_dir() / f"{name}-{version}" for name in program.packages}
     if all(path.exists() for path in targets.values()):
         return

@@ -298,8 +298,11 @@ class Cluster:
             f"--authentication-kubeconfig={cfg / 'scheduler.kubeconfig'}",
             f"--authorization-kubeconfig={cfg / 'scheduler.kubeconfig'}",
             "--leader-elect=false", "--secure-port=0", "--kube-api-qps=1000", "--kube-api-burst=2000", "--v=0"])
+        # KWOK's stages leave the pods the simulator runs (sim/sim/images.py) to the simulator's kubelet.
+        from .images import write_kwok_config
         self._spawn(state, "kwok", [
             str(binaries["kwok"]), f"--kubeconfig={cfg / 'kwok.kubeconfig'}",
+            f"--config={write_kwok_config(cfg / 'kwok.yaml')}",
             f"--manage-nodes-with-annotation-selector={profiles.FAKE_NODE_ANNOTATION}=fake",
             f"--cidr={_first_host_cidr(state['pod_cidr'])}", f"--node-ip={network.NODE_IP}",
             f"--server-address={HOST}:{ports['kwok']}",

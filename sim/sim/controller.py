@@ -1,4 +1,10 @@
-"""The simulator's controller process: provisions volumes and runs Ollama pods (runtime.py)."""
+"""The simulator's controller process: provisions volumes (provisioner.py), runs pods (runtime.py) and keeps
+the ClusterIP rules on the ready endpoints (services.py).
+
+Pods come from one list-and-watch cache (as an informer keeps them): the kubelet loop reads it on every
+pass instead of listing every pod, and every pod change wakes the loop at once — KWOK hands a deleted
+pod's IP to the next pod immediately, and readiness must reach the EndpointSlices without delay.
+"""
 
 import json
 import signal
@@ -14,21 +20,51 @@ from .runtime import Runtime
 from .services import ServiceProxy
 
 INTERVAL = 0.5
+PROVISION_INTERVAL = 0.5
 
 
-def _watch_pods(api: Kube, wake: threading.Event, stopping: threading.Event, log) -> None:
-    """Wake the loop on every pod change: KWOK hands a deleted pod's IP to the next pod at once,
-    so the old Ollama must stop before the new pod can be reached on that address."""
-    while not stopping.is_set():
-        try:
-            version = api.get("/api/v1/pods", limit="1")["metadata"]["resourceVersion"]
-            for _event in api.watch("/api/v1/pods", version, timeout_seconds=50):
-                wake.set()
-                if stopping.is_set():
+class PodCache:
+    def __init__(self, api: Kube, wake: threading.Event, stopping: threading.Event, log):
+        self.api, self.wake, self.stopping, self.log = api, wake, stopping, log
+        self.lock = threading.Lock()
+        self.pods = {}
+        self.synced = threading.Event()
+
+    def items(self) -> list:
+        with self.lock:
+            return list(self.pods.values())
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                items, version = self.api.list_all("/api/v1/pods")
+                with self.lock:
+                    self.pods = {p["metadata"]["uid"]: p for p in items}
+                self.synced.set()
+                self.wake.set()
+                self._watch(version)
+            except Exception as exc:  # relist after API hiccups (a restarted API server, an expired version)
+                self.log(f"pod watch restarting: {exc}")
+                self.stopping.wait(1.0)
+
+    def _watch(self, version: str) -> None:
+        while not self.stopping.is_set():
+            for event in self.api.watch("/api/v1/pods", version, timeout_seconds=50):
+                kind, obj = event.get("type"), event.get("object", {})
+                if kind == "ERROR":
+                    raise RuntimeError(obj.get("message", "watch error"))
+                version = obj.get("metadata", {}).get("resourceVersion", version)
+                if kind == "BOOKMARK":
+                    continue
+                uid = obj["metadata"]["uid"]
+                with self.lock:
+                    if kind == "DELETED":
+                        self.pods.pop(uid, None)
+                    else:
+                        self.pods[uid] = obj
+                self.wake.set()
+                if self.stopping.is_set():
                     return
-        except Exception as exc:  # reconnect after API hiccups; the periodic loop still runs
-            log(f"pod watch restarting: {exc}")
-            stopping.wait(1.0)
 
 
 def run(state_dir: Path) -> None:
@@ -40,17 +76,26 @@ def run(state_dir: Path) -> None:
     def log(message):
         print(time.strftime("%H:%M:%S"), message, flush=True)
 
-    loops = [Provisioner(api, state_dir, log), Runtime(api, state_dir, state, log), ServiceProxy(api, state_dir, log)]
-    threading.Thread(target=_watch_pods, args=(api, wake, stopping, log), daemon=True).start()
+    provisioner = Provisioner(api, state_dir, log)
+    service_proxy = ServiceProxy(api, state_dir, log)  # throttles itself to a pass a second
+    kubelet = Runtime(api, state_dir, state, log, wake=wake)
+    cache = PodCache(api, wake, stopping, log)
+    threading.Thread(target=cache.run, daemon=True, name="pod-watch").start()
+    next_provision = 0.0
     while not stopping.is_set():
         wake.clear()
-        for loop in loops:
+        if time.monotonic() >= next_provision:
+            next_provision = time.monotonic() + PROVISION_INTERVAL
+            for loop in (provisioner, service_proxy):
+                try:
+                    loop.sync()
+                except Exception:  # keep serving; a kubelet-like loop must survive API hiccups
+                    log(traceback.format_exc(limit=3))
+        if cache.synced.is_set():
             try:
-                loop.sync()
-            except Exception:  # keep serving; a kubelet-like loop must survive API hiccups
-                log(traceback.format_exc(limit=3))
-        wake.wait(INTERVAL)
-    for loop in loops:
-        if hasattr(loop, "shutdown"):
-            loop.shutdown()
+                kubelet.sync(cache.items())
+            except Exception:
+                log(traceback.format_exc(limit=5))
+        wake.wait(min(INTERVAL, kubelet.next_wakeup()))
+    kubelet.shutdown()
     sys.exit(0)

@@ -51,8 +51,12 @@ def test_port_in_use_is_named_and_nothing_is_left(tmp_path):
 
 
 def ollama_running(state):
-    return any(b"OLLAMA_MODELS=" + str(Path(state).resolve()).encode() in (Path("/proc") / str(pid) / "environ").read_bytes()
-               for pid in owned_pids(state) if (Path("/proc") / str(pid)).exists())
+    def cmdline(pid):
+        try:
+            return (Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0")[:2]
+        except OSError:
+            return []
+    return any(cmdline(pid) == [b"/bin/ollama", b"serve"] for pid in owned_pids(state))
 
 
 def test_down_after_a_crash_removes_every_process_network_and_state(tmp_path):
