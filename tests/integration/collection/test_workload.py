@@ -72,7 +72,7 @@ def assert_restricted_and_admitted(cluster, namespace, pod):
     for mode in ("enforce", "audit", "warn"):
         assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
     spec = pod["spec"]
-    assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["fsGroup"] == 1000
+    assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["fsGroup"] == 10001
     assert [c["name"] for c in spec["containers"]] == ["ollama", "gate"]
     for container in spec["containers"]:
         assert container["securityContext"]["allowPrivilegeEscalation"] is False
