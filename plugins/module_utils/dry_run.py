@@ -27,7 +27,7 @@ from ansible_collections.llmops.ollama.plugins.module_utils.k8s import ClusterEr
 
 WORKLOADS = ('Deployment', 'StatefulSet')
 POD = r'^spec\.template\.spec\.'
-CONTAINER = POD + r'(?:initContainers|containers)\[(?P<container>[^\]]+)\]\.'
+CONTAINER = POD + r'(?P<list>initContainers|containers)\[(?P<container>[^\]]+)\]\.'
 
 RESOURCES_FIX = ('keep every request at or below its limit and write quantities as Kubernetes does (cpu "500m" or '
                  '"2", memory "4Gi"), e.g. {requests: {cpu: "1", memory: 4Gi, ephemeral-storage: 1Gi}, limits: '
@@ -50,6 +50,20 @@ CONTAINERS = {
         'image': ['ollama_gate_image', 'ollama_gate_image_tag'],
         'security': ['ollama_workload_uid', 'ollama_workload_gid'],
     },
+    # The self-heal sidecar (an init container with restartPolicy Always), from Ollama's image.
+    'models': {
+        'resources': ['ollama_workload_self_heal_resources'],
+        'env': ['ollama_self_heal_interval', 'ollama_self_heal_pull_timeout'],
+        'image': ['ollama_image', 'ollama_image_tag'],
+        'probes': ['ollama_self_heal_interval'],
+        'security': ['ollama_workload_uid', 'ollama_workload_gid'],
+    },
+}
+
+# Where a container's aspect needs another fix than ASPECT_FIXES gives: (container, aspect) -> fix.
+CONTAINER_FIXES = {
+    ('models', 'env'): 'set ollama_self_heal_interval and ollama_self_heal_pull_timeout to whole numbers of seconds',
+    ('models', 'probes'): 'set ollama_self_heal_interval to a whole number of seconds',
 }
 
 ASPECT_FIXES = {
@@ -100,6 +114,17 @@ FIELDS = [
      'name namespaces by their names (DNS-1123 labels such as open-webui); ' + LABEL_FIX),
     (('NetworkPolicy',), r'^spec\.ingress\[\d+\]\.from\[\d+\]\.ipBlock', ['ollama_workload_allowed_cidrs'],
      'write CIDRs like 10.0.0.0/16'),
+    (('NetworkPolicy',), r'^spec\.egress\[\d+\]\.to\[\d+\]\.ipBlock',
+     ['ollama_workload_egress_cidrs', 'ollama_workload_extra_egress'], 'write CIDRs like 10.0.0.0/16'),
+    (('NetworkPolicy',), r'^spec\.egress', ['ollama_workload_extra_egress'],
+     'write each rule as a NetworkPolicyEgressRule, e.g. {to: [{ipBlock: {cidr: 10.0.0.0/8}}], ports: [{port: 443, '
+     'protocol: TCP}]}; ' + LABEL_FIX),
+    (('HTTPRoute',), r'^spec\.parentRefs', ['ollama_httproute_parent_refs'],
+     'write each parent as {name: GATEWAY, namespace: NAMESPACE} (optionally sectionName: LISTENER), naming a '
+     'Gateway of the cluster'),
+    (('HTTPRoute',), r'^spec\.hostnames', ['ollama_httproute_hostnames'],
+     'write host names in lower case, such as ollama.example.com or *.example.com'),
+    (('HTTPRoute',), r'^spec\.rules', ['ollama_workload_ingress_paths'], 'write paths like /api/chat'),
     (('Ingress',), r'^spec\.(?:rules\[\d+\]\.host|tls\[\d+\]\.hosts)', ['ollama_ingress_host'],
      'set ollama_ingress_host to a lower-case DNS name such as ollama.example.com'),
     (('Ingress',), r'^spec\.rules\[\d+\]\.http\.paths', ['ollama_workload_ingress_paths'],
@@ -157,15 +182,12 @@ def normalize_field(field):
     return re.sub(r'\[name="([^"]*)"\]', r'[\1]', field)
 
 
-def _container_name(obj, reference):
+def _container_name(obj, reference, in_list='containers'):
+    """The container a field path names, by name or by its index in its own list (containers or initContainers)."""
     if reference.isdigit():
         spec = ((obj.get('spec') or {}).get('template') or {}).get('spec') or {}
-        containers = list(spec.get('initContainers') or []) + list(spec.get('containers') or [])
-        # The index counts within its own list; containers are the common case.
-        plain = spec.get('containers') or []
+        containers = spec.get(in_list or 'containers') or []
         index = int(reference)
-        if index < len(plain):
-            return plain[index].get('name')
         return containers[index].get('name') if index < len(containers) else None
     return reference
 
@@ -194,9 +216,9 @@ def culprits(obj, field, message, sources=None):
             continue
         if isinstance(names, str):
             container, aspect = names.split(':')
-            container = _container_name(obj, match.group('container'))
+            container = _container_name(obj, match.group('container'), match.group('list'))
             variables = list((CONTAINERS.get(container) or {}).get(aspect) or [])
-            fix = ASPECT_FIXES[aspect]
+            fix = CONTAINER_FIXES.get((container, aspect)) or ASPECT_FIXES[aspect]
             if not variables:
                 variables = ['the %s container\'s settings' % container]
         else:

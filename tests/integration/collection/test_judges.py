@@ -25,10 +25,7 @@ KUBE_SCORE_OPTIONAL = ["container-seccomp-profile"]
 # checkov: pull policy Always and digest pinning, only while an image carries no digest (docs/judges.md).
 CHECKOV_SKIPS_WITHOUT_DIGEST = ["CKV_K8S_15", "CKV_K8S_43"]
 # Findings that other work in progress removes; each entry must still be found (else: delete it).
-PENDING = {
-    # The gate container brings readiness through the gate and liveness of Ollama itself (docs/judges.md).
-    ("kube-score", "pod-probes-identical"): "distinct readiness and liveness probes come with the gate",
-}
+PENDING = {}
 CRITICAL = 1  # kube-score's scorecard.GradeCritical
 
 INVENTORIES = {

@@ -32,9 +32,17 @@ def invalid(kind, name, causes):
                         'causes': [{'reason': 'FieldValueInvalid', 'field': f, 'message': m} for f, m in causes]}}
 
 
-def workload(containers=('ollama',)):
+def workload(containers=('ollama',), init=()):
+    spec = {'containers': [{'name': n, 'image': 'x:1'} for n in containers]}
+    if init:
+        spec['initContainers'] = [{'name': n, 'image': 'x:1', 'restartPolicy': 'Always'} for n in init]
     return {'apiVersion': 'apps/v1', 'kind': 'StatefulSet', 'metadata': {'name': 'ollama', 'namespace': 'ollama'},
-            'spec': {'template': {'spec': {'containers': [{'name': n, 'image': 'x:1'} for n in containers]}}}}
+            'spec': {'template': {'spec': spec}}}
+
+
+HEALED = workload(('ollama', 'gate'), init=('models',))
+ROUTE = {'apiVersion': 'gateway.networking.k8s.io/v1', 'kind': 'HTTPRoute',
+         'metadata': {'name': 'ollama', 'namespace': 'ollama'}, 'spec': {}}
 
 
 POLICY = {'apiVersion': 'networking.k8s.io/v1', 'kind': 'NetworkPolicy',
@@ -64,6 +72,19 @@ def test_field_paths_of_validation_and_apply_read_the_same(field, expected):
     (workload(), 'spec.volumeClaimTemplates[0].spec', ['ollama_storage_class', 'ollama_claim_size']),
     (POLICY, 'spec.ingress[0].from[2].podSelector.matchLabels', ['ollama_workload_allowed_pods']),
     (POLICY, 'spec.ingress[0].from[0].ipBlock.cidr', ['ollama_workload_allowed_cidrs']),
+    # The self-heal sidecar is initContainers[0]: an index counts within its own list, never the containers'.
+    (HEALED, 'spec.template.spec.initContainers[0].resources.requests',
+     ['ollama_workload_self_heal_resources']),
+    (HEALED, 'spec.template.spec.initContainers[models].resources', ['ollama_workload_self_heal_resources']),
+    (HEALED, 'spec.template.spec.containers[0].resources.requests', ['ollama_workload_resources']),
+    (HEALED, 'spec.template.spec.containers[1].resources.limits', ['ollama_workload_gate_resources']),
+    (HEALED, 'spec.template.spec.initContainers[0].env[4].value',
+     ['ollama_self_heal_interval', 'ollama_self_heal_pull_timeout']),
+    (POLICY, 'spec.egress[1].to[0].ipBlock.cidr', ['ollama_workload_egress_cidrs', 'ollama_workload_extra_egress']),
+    (POLICY, 'spec.egress[2].to[0].podSelector.matchLabels', ['ollama_workload_extra_egress']),
+    (ROUTE, 'spec.parentRefs[0].name', ['ollama_httproute_parent_refs']),
+    (ROUTE, 'spec.hostnames[0]', ['ollama_httproute_hostnames']),
+    (ROUTE, 'spec.rules[0].matches[2].path.value', ['ollama_workload_ingress_paths']),
     ({'kind': 'PodDisruptionBudget', 'metadata': {'namespace': 'ollama'}}, 'spec.minAvailable',
      ['ollama_pdb_min_available']),
     ({'kind': 'Namespace', 'metadata': {}}, 'metadata.labels', ['ollama_workload_pod_security_level',
