@@ -317,6 +317,8 @@ def probes(budget):
         'ollama_startup': {'path': READY_PATH, 'period': STARTUP_PERIOD, 'timeout': 5,
                            'failure_threshold': int(math.ceil(budget / float(STARTUP_PERIOD)))},
         'ollama_liveness': {'path': LIVE_PATH, 'period': 30, 'timeout': 5, 'failure_threshold': 6},
+        # Ready while it answers through the gate: every container says whether it can serve (checkov CKV_K8S_9).
+        'ollama_readiness': {'path': READY_PATH, 'period': 10, 'timeout': 5, 'failure_threshold': 3},
         # The gate: ready while Ollama answers /api/version through it, alive while nginx answers itself.
         'gate_readiness': {'path': READY_PATH, 'period': 5, 'timeout': 5, 'failure_threshold': 2},
         'gate_liveness': {'path': HEALTH_PATH, 'period': 10, 'timeout': 3, 'failure_threshold': 3},
