@@ -10,7 +10,7 @@ COLLECTION_DIR := .collections/ansible_collections/llmops/ollama
 PYTEST_ARGS ?=
 SIM_KUBECTL = $$(cd sim && ../$(PY) -c 'from sim.build import binary_path; print(binary_path("kubectl"))')
 
-.PHONY: help deps venv sim-build sim-up sim-down sim-status sim-node sim-restart demo test unit integration lint sanity molecule collection ee clean gpu-pack gpu-check
+.PHONY: help deps venv sim-build sim-up sim-down sim-status sim-node sim-restart demo test unit integration lint sanity molecule collection ee clean gpu-pack gpu-check judges judges-env
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -39,6 +39,16 @@ $(VENV)/.installed: requirements.txt
 	touch $@
 
 venv: $(VENV)/.installed ## Create the pinned Python environment in .venv
+
+# checkov pins packaging<24, which pytest 9 cannot share: the judges get an environment of their own.
+JUDGES_VENV := .venv-judges
+$(JUDGES_VENV)/.installed: requirements-judges.txt
+	$(PYTHON) -m venv $(JUDGES_VENV)
+	$(JUDGES_VENV)/bin/pip install -q --upgrade pip
+	$(JUDGES_VENV)/bin/pip install -q -r requirements-judges.txt
+	touch $@
+
+judges-env: $(JUDGES_VENV)/.installed ## Create checkov's pinned environment in .venv-judges
 
 collection: ## Make the checkout importable as ansible_collections.llmops.ollama
 	@mkdir -p $(dir $(COLLECTION_DIR))
@@ -72,8 +82,11 @@ demo: sim-up collection ## Set everything up, start the simulated GPU cluster an
 unit: venv collection ## Unit tests
 	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
 
-integration: sim-build collection ## Integration tests against the simulated cluster
+integration: sim-build collection judges-env ## Integration tests against the simulated cluster
 	$(PY) -m pytest tests/integration -q $(PYTEST_ARGS)
+
+judges: sim-build collection judges-env ## kube-score and checkov on the objects site.yml renders for k3s and EKS (docs/judges.md)
+	$(PY) -m pytest tests/integration/collection/test_judges.py -q $(PYTEST_ARGS)
 
 lint: venv collection ## ansible-lint with the production profile
 	$(VENV)/bin/ansible-lint --profile production
@@ -90,8 +103,9 @@ ee: venv ## ansible-builder create: the execution environment's build context in
 	@test -s .cache/ee/Containerfile && test -s .cache/ee/_build/requirements.txt && test -s .cache/ee/_build/bindep.txt \
 	  && test -s .cache/ee/_build/requirements.yml || { echo "ansible-builder create left an incomplete context in .cache/ee"; exit 1; }
 
-test: sim-build collection lint sanity ee ## The whole suite: lint, sanity, ee, unit and integration tests, molecule
-	$(PY) -m pytest tests/unit tests/integration -q $(PYTEST_ARGS)
+test: sim-build collection lint sanity ee ## The whole suite: lint, sanity, ee, unit and integration tests, judges, molecule
+	$(PY) -m pytest tests/unit tests/integration -q --ignore=tests/integration/collection/test_judges.py $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory judges
 	$(MAKE) --no-print-directory molecule
 
 gpu-pack: venv ## Pack what the GPU machine needs into .gpu-carry/ (Ollama, ggml sources, wheels, collection, model)

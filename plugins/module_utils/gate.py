@@ -295,8 +295,7 @@ def check_startup_budget(startup_seconds, env_defaults, env, report):
     timeout = ollama_load_timeout(value)
     shown = 'OLLAMA_LOAD_TIMEOUT %s' % (('%r in %s' % (value, source)) if source else "unset (Ollama's 5m)")
     if timeout is None:
-        report.error('workload_env', '%s is not a duration Ollama reads (it would fall back to 5m)' % shown,
-                     'write it like "10m", "600s" or "600" in %s' % _var('workload_env'))
+        pass  # not a duration Ollama reads: the plan's check of the Ollama settings (env_settings.py) refuses it
     elif timeout == math.inf:
         report.error('workload_env', '%s means no limit, so no startup budget can cover a model load' % shown,
                      'set a finite OLLAMA_LOAD_TIMEOUT such as "10m" in %s' % _var('workload_env'))
@@ -318,6 +317,8 @@ def probes(budget):
         'ollama_startup': {'path': READY_PATH, 'period': STARTUP_PERIOD, 'timeout': 5,
                            'failure_threshold': int(math.ceil(budget / float(STARTUP_PERIOD)))},
         'ollama_liveness': {'path': LIVE_PATH, 'period': 30, 'timeout': 5, 'failure_threshold': 6},
+        # Ready while it answers through the gate: every container says whether it can serve (checkov CKV_K8S_9).
+        'ollama_readiness': {'path': READY_PATH, 'period': 10, 'timeout': 5, 'failure_threshold': 3},
         # The gate: ready while Ollama answers /api/version through it, alive while nginx answers itself.
         'gate_readiness': {'path': READY_PATH, 'period': 5, 'timeout': 5, 'failure_threshold': 2},
         'gate_liveness': {'path': HEALTH_PATH, 'period': 10, 'timeout': 3, 'failure_threshold': 3},

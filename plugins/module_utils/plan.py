@@ -24,6 +24,8 @@ from ansible_collections.llmops.ollama.plugins.module_utils import gate
 from ansible_collections.llmops.ollama.plugins.module_utils.cluster_facts import LABEL_MANAGED_BY, RWX_PROVISIONERS
 from ansible_collections.llmops.ollama.plugins.module_utils import exposure
 from ansible_collections.llmops.ollama.plugins.module_utils import values, vram
+from ansible_collections.llmops.ollama.plugins.module_utils import self_heal
+from ansible_collections.llmops.ollama.plugins.module_utils import env_settings
 from ansible_collections.llmops.ollama.plugins.module_utils.quantity import (
     GI,
     MI,
@@ -143,6 +145,15 @@ DEFAULTS = {
 DEFAULTS.update(gate.DEFAULTS)
 DEFAULTS.update(SECURITY_DEFAULTS)
 DEFAULTS['image_tag'] = DEFAULT_OLLAMA_TAG
+# Self-heal (missing models fetched by each replica, readiness on its models): decided in self_heal.py.
+DEFAULTS.update(self_heal.DEFAULTS)
+
+# The Ollama server settings (ollama_workload_env over ollama_workload_env_defaults), checked by the plan so that a
+# bad value stops the run before any write (plugins/module_utils/env_settings.py).
+DEFAULTS.update({
+    'workload_env': {},
+    'workload_env_defaults': env_settings.DEFAULTS,
+})
 
 # config key -> the role variable a user sets. Keys of the ingress dict map to
 # ollama_ingress_<key>. Variables without the ollama_ prefix name a cluster fact.
@@ -856,8 +867,15 @@ def decide_zone_spread(value, replicas, eligible, anti_affinity, gpus_per_pod, r
         enabled = value
     when = 'ScheduleAnyway'
     if enabled and len(zones) < 2:
-        report.warn('%s is on but the eligible GPU nodes span %d zone(s); the spread has no effect'
-                    % (variable('zone_spread'), len(zones)))
+        # Only an explicit true gets here (auto needs two zones): asked for, it must not be dropped silently.
+        report.error('zone_spread', '%s is true but the eligible GPU nodes (%s) %s, so a spread over zones would '
+                     'have no effect' % (variable('zone_spread'), ', '.join(n['name'] for n in eligible),
+                                         'span one zone (%s)' % zones[0] if zones
+                                         else 'carry no %s label' % ZONE_KEY),
+                     'label the GPU nodes with their zones (kubectl label node NODE %s=ZONE) or add GPU nodes in '
+                     'another zone, or set %s: auto (spread where there are zones) or false'
+                     % (ZONE_KEY, variable('zone_spread')))
+        enabled = False
     elif enabled:
         unzoned = [n['name'] for n in eligible if not n.get('zone')]
         capacity = {}
@@ -931,7 +949,10 @@ def planned_storage_classes(facts, wanted, report):
                          'give each entry of %s a name and a provisioner' % variable('storage_classes'))
             continue
         if name in existing:
-            continue  # StorageClass parameters are immutable: an existing class is used as it is
+            # StorageClass parameters are immutable: an existing class is used as it is, unless the entry asks for
+            # something else, which must not be dropped silently.
+            check_existing_class(existing[name], sc, report)
+            continue
         planned = {'name': name, 'provisioner': provisioner, 'default': bool(sc.get('default')),
                    'binding_mode': sc.get('binding_mode') or 'WaitForFirstConsumer',
                    'allow_expansion': bool(sc.get('allow_expansion', True)),
@@ -943,6 +964,25 @@ def planned_storage_classes(facts, wanted, report):
     if any(c['default'] for c in created) and not facts.get('default_storage_class'):
         facts['default_storage_class'] = next(c['name'] for c in created if c['default'])
     return facts, created
+
+
+def check_existing_class(have, wanted, report):
+    """An entry of ollama_storage_classes that names an existing class must ask for what the class is."""
+    asked = [('provisioner', wanted.get('provisioner'), have.get('provisioner'))]
+    for key in ('binding_mode', 'reclaim_policy'):
+        if wanted.get(key):
+            asked.append((key, wanted[key], have.get(key)))
+    if wanted.get('allow_expansion') is not None:
+        asked.append(('allow_expansion', _as_bool(wanted['allow_expansion']), have.get('allow_expansion')))
+    for key, value in sorted((wanted.get('parameters') or {}).items()):
+        asked.append(('parameters.%s' % key, str(value), (have.get('parameters') or {}).get(key)))
+    differ = ['%s %r (the class has %r)' % (key, want, got) for key, want, got in asked if want != got]
+    if differ:
+        report.error('storage_classes', 'StorageClass %s exists, and the entry of %s that names it asks for %s; a '
+                     'StorageClass cannot change, so the entry would be ignored'
+                     % (have['name'], variable('storage_classes'), ', '.join(differ)),
+                     'remove %s from %s to use the class as it is, make the entry match it, or give the entry '
+                     'another name' % (have['name'], variable('storage_classes')))
 
 
 def check_csi_driver(facts, sc, report):
@@ -1207,8 +1247,9 @@ def _check_file_size(model, smallest, gpus_per_pod, allow_cpu_offload, report, w
                     'to the CPU' % (model['name'], model['size'], where))
 
 
-def check_existing_objects(facts, name, workload_kind, storage, report):
-    """Warn about what a run would change on objects that already exist."""
+def check_existing_objects(facts, name, workload_kind, storage, report, explicit_size=False):
+    """Warn about what a run would change on objects that already exist; refuse what they cannot take.
+    ``explicit_size``: the claim size was set (ollama_claim_size), not sized from the models."""
     existing = facts.get('existing') or {}
     for workload in existing.get('workloads') or []:
         if workload.get('name') == name and workload.get('kind') != workload_kind:
@@ -1232,7 +1273,13 @@ def check_existing_objects(facts, name, workload_kind, storage, report):
         have, want = claim.get('size_bytes'), storage.get('size_bytes')
         if not (have and want):
             continue
-        if have > want:
+        if have > want and explicit_size:
+            # Asked for explicitly, a smaller size must not be dropped silently.
+            report.error('claim_size', 'claim %s holds %s, more than %s %s, and a claim cannot shrink'
+                         % (claim_name, format_gi(have), variable('claim_size'), storage['size']),
+                         'set %s to %s or more, or "" to keep the claims as they are (or delete the claim yourself '
+                         'to make it smaller: its models are lost)' % (variable('claim_size'), format_gi(have)))
+        elif have > want:
             # A claim never shrinks: keep the bigger size rather than fail the apply.
             storage['size'], storage['size_bytes'] = format_gi(have), have
         elif have < want and not storage.get('allow_expansion'):
@@ -1293,6 +1340,17 @@ def decide_exposure(facts, cfg, namespace, namespace_info, selector, models, rep
         'insecure_registries': cfg['insecure_registries'],
     }, namespace, selector, ingress, httproute, models, report)
     return ingress, httproute, policy
+
+
+# ---------------------------------------------------------------- Ollama settings
+
+def check_ollama_env(cfg, image, report):
+    """The Ollama settings merged and checked as Ollama reads them (env_settings.check_env); the image's version
+    decides the version-dependent rules."""
+    version = parse_ollama_version(image.get('tag') or '') if image else None
+    return env_settings.check_env(
+        cfg['workload_env_defaults'], cfg['workload_env'], report, ollama_version=version[0] if version else None,
+        variable=variable('workload_env'), defaults_variable=variable('workload_env_defaults'))
 
 
 # ---------------------------------------------------------------- the plan
@@ -1401,12 +1459,15 @@ def compute_plan(facts, config):
     if memory_check:
         check_gpu_memory(models, eligible, gpus_per_pod, allow_offload, report,
                          cfg['workload_env_defaults'], cfg['workload_env'])
-    check_existing_objects(facts, name, workload_kind, storage, report)
+    check_existing_objects(facts, name, workload_kind, storage, report,
+                           explicit_size=cfg['claim_size'] not in ('', None, 'auto'))
     selector = workload_selector(name)
     gate_plan = gate.plan_gate(cfg, name, replicas, workload_kind, strategy, rolling_update, report)
     ingress, httproute, network_policy = decide_exposure(
         facts, cfg, namespace, namespace_info, dict(selector, **{LABEL_MANAGED_BY: 'llmops.ollama'}), models, report,
         gate_open=gate_plan['open_admin_endpoints'])
+    heal_plan = self_heal.plan_self_heal(cfg, name, models, storage, report, facts.get('kubernetes_version'))
+    ollama_env = check_ollama_env(cfg, image, report)
 
     return {
         'ok': not report.errors,
@@ -1450,4 +1511,7 @@ def compute_plan(facts, config):
         'namespace_info': namespace_info,
         'httproute': httproute,
         'network_policy': network_policy,
+        'self_heal': heal_plan,
+        # The Ollama settings the pods get (the names only of other variables), the durations in seconds (-1: forever).
+        'ollama_env': ollama_env,
     }

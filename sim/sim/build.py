@@ -121,6 +121,14 @@ def programs(versions: dict) -> list:
             # this page stands in for the web UI, the API behind it is Traefik's own.
             added_files={"webui/static/index.html": DASHBOARD_STAND_IN},
         ),
+        # The external judge of the objects a converge renders (make judges), not part of the cluster.
+        Program(
+            "kube-score",
+            "github.com/zegl/kube-score",
+            "KUBE_SCORE_VERSION",
+            {"kube-score": "github.com/zegl/kube-score/cmd/kube-score"},
+            ldflags=[f"-X main.version={versions.get('KUBE_SCORE_VERSION', '')}"],
+        ),
     ]
 
 

@@ -4,7 +4,8 @@ Each playbook of playbooks/ runs with the K8S_AUTH_* variables and KUBECONFIG un
 directory whose ~/.kube/config has a decoy current context. The decoy's server is a loopback port where a listener
 records every connection. A task whose module fell back to ~/.kube/config (a module outside the module_defaults of
 playbooks/vars/cluster_auth.yml) would connect there; none may. The playbooks run in the order a user would:
-preflight, preflight + storage, site, models, verify (with the restart check), upgrade, drain and uncordon, uninstall.
+preflight, preflight + storage, site, models, verify (with the restart check), upgrade, drain and uncordon, lost
+node, uninstall.
 """
 
 import json
@@ -88,6 +89,8 @@ def test_every_playbook_talks_to_the_inventorys_cluster_and_never_to_the_current
         ("upgrade.yml", {}),
         ("drain.yml", {"ollama_drain_node": server}),
         ("drain.yml", {"ollama_drain_node": server, "ollama_drain_uncordon": True}),
+        # A node no claim is pinned to: the runbook reads the node, the workload, its claims and volumes, moves nothing.
+        ("lost_node.yml", {"ollama_lost_node": "node-that-is-gone", "ollama_lost_node_confirm": True}),
         ("uninstall.yml", {"ollama_purge": True}),
     ]
     for name, variables in runs:

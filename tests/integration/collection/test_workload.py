@@ -72,7 +72,7 @@ def assert_restricted_and_admitted(cluster, namespace, pod):
     for mode in ("enforce", "audit", "warn"):
         assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
     spec = pod["spec"]
-    assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["fsGroup"] == 1000
+    assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["fsGroup"] == 10001
     assert [c["name"] for c in spec["containers"]] == ["ollama", "gate"]
     for container in spec["containers"]:
         assert container["securityContext"]["allowPrivilegeEscalation"] is False
@@ -97,7 +97,8 @@ def assert_gate(cluster, namespace, pod, run):
     assert gate["livenessProbe"]["httpGet"]["path"] == "/llmops/healthz"
     ollama = pod["spec"]["containers"][0]
     assert ollama["livenessProbe"]["httpGet"] == {"path": "/llmops/livez", "port": 8080, "scheme": "HTTP"}
-    assert ollama["startupProbe"]["httpGet"]["path"] == "/llmops/readyz" and "readinessProbe" not in ollama
+    assert ollama["startupProbe"]["httpGet"]["path"] == "/llmops/readyz"
+    assert ollama["readinessProbe"]["httpGet"] == {"path": "/llmops/readyz", "port": 8080, "scheme": "HTTP"}
     assert ollama["startupProbe"]["periodSeconds"] * ollama["startupProbe"]["failureThreshold"] >= 600
     annotations = pod["metadata"]["annotations"]
     assert re.match(r"^[0-9a-f]{64}$", annotations["llmops.ollama/gate-keys"])

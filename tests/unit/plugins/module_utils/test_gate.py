@@ -272,6 +272,9 @@ def test_probes_cover_the_budget_and_readiness_is_never_liveness():
     assert p['ollama_startup']['failure_threshold'] * p['ollama_startup']['period'] >= 905
     assert p['ollama_startup']['path'] == p['gate_readiness']['path'] == '/llmops/readyz'
     assert p['ollama_liveness']['path'] == '/llmops/livez' and p['gate_liveness']['path'] == '/llmops/healthz'
+    # Each container's readiness differs from its liveness (kube-score pod-probes-identical).
+    assert p['ollama_readiness']['path'] == '/llmops/readyz' != p['ollama_liveness']['path']
+    assert p['gate_readiness']['path'] != p['gate_liveness']['path']
 
 
 # ---------------------------------------------------------------- rotation without downtime

@@ -233,9 +233,6 @@ GOOD = [
     ('zone-spread-auto-single-zone', lambda: eks_facts(nodes=[gpu_node('g1', zone='a'), gpu_node('g2', zone='a')]),
      {'replicas': 2}, {'affinity.zone_spread': False, 'zones': ['a']}),
     ('zone-spread-forced-off', eks_facts, {'replicas': 3, 'zone_spread': False}, {'affinity.zone_spread': False}),
-    ('zone-spread-forced-on-single-zone', lambda: eks_facts(nodes=[gpu_node('g1', zone='a'), gpu_node('g2', zone='a')]),
-     {'replicas': 2, 'zone_spread': True}, {'affinity.zone_spread': True,
-                                            'affinity.zone_spread_when': 'ScheduleAnyway'}),
     ('zone-spread-string-true', eks_facts, {'replicas': 2, 'zone_spread': 'true'}, {'affinity.zone_spread': True}),
     ('zone-spread-uneven-but-feasible',
      lambda: eks_facts(nodes=[gpu_node('a1', zone='a'), gpu_node('a2', zone='a'), gpu_node('b1', zone='b')]),
@@ -379,8 +376,6 @@ WARNINGS = [
      {'models': [{'name': 'm:1', 'size': '1GB'}]}, 'GPU memory unknown on g'),
     ('claim-little-headroom', eks_facts, {'claim_size': '45Gi', 'models': [{'name': 'm:1', 'size': '45GB'}]},
      'headroom'),
-    ('zone-spread-single-zone', lambda: eks_facts(nodes=[gpu_node('g1', zone='a'), gpu_node('g2', zone='a')]),
-     {'replicas': 2, 'zone_spread': True}, 'span 1 zone'),
     ('zone-spread-uneven', lambda: eks_facts(nodes=[gpu_node('a1', zone='a'), gpu_node('a2', zone='a'),
                                                     gpu_node('a3', zone='a'), gpu_node('b1', zone='b')]),
      {'replicas': 4}, 'cannot spread evenly'),
@@ -538,6 +533,18 @@ BAD = [
     ('tolerations-not-a-list', eks_facts, {'tolerations': 'nvidia.com/gpu'}, 'ollama_tolerations', 'list'),
     ('gpu-node-label-invalid', eks_facts, {'gpu_node_label': {'value': 'true'}}, 'ollama_gpu_node_label', 'key'),
     ('zone-spread-unknown', eks_facts, {'zone_spread': 'sometimes'}, 'ollama_zone_spread', 'auto, true or false'),
+    # asked for explicitly, never dropped silently
+    ('zone-spread-true-single-zone', lambda: eks_facts(nodes=[gpu_node('g1', zone='a'), gpu_node('g2', zone='a')]),
+     {'replicas': 2, 'zone_spread': True}, 'ollama_zone_spread', 'span one zone (a)'),
+    ('zone-spread-true-no-zones', lambda: eks_facts(nodes=[gpu_node('g1'), gpu_node('g2')]),
+     {'replicas': 2, 'zone_spread': 'true'}, 'ollama_zone_spread', 'carry no topology.kubernetes.io/zone label'),
+    ('claim-size-below-existing-claim',
+     lambda: eks_facts(existing={'claims': [{'name': 'ollama-models', 'storage_class': 'gp3',
+                                             'access_modes': ['ReadWriteOnce'], 'size_bytes': 50 * 2 ** 30}]}),
+     {'claim_size': '20Gi'}, 'ollama_claim_size', 'holds 50Gi, more than ollama_claim_size 20Gi'),
+    ('storage-class-entry-differs-from-existing', eks_facts,
+     {'storage_classes': [{'name': 'gp3', 'provisioner': 'ebs.csi.aws.com', 'binding_mode': 'Immediate'}]},
+     'ollama_storage_classes', "binding_mode 'Immediate' (the class has 'WaitForFirstConsumer')"),
     # PDB
     ('pdb-equals-replicas', eks_facts, {'replicas': 3, 'pdb_min_available': 3}, 'ollama_pdb_min_available',
      'never proceed'),
@@ -674,7 +681,8 @@ def test_plan_shape():
         'ok', 'errors', 'warnings', 'name', 'namespace', 'distribution', 'image', 'workload_kind', 'strategy',
         'rolling_update', 'pod_management_policy', 'replicas', 'gpus_per_pod', 'storage', 'affinity', 'tolerations',
         'node_selector', 'runtime_class', 'pdb', 'eligible_nodes', 'excluded_nodes', 'label_nodes', 'zones',
-        'models', 'ingress', 'gate', 'namespace_info', 'httproute', 'network_policy'])
+        'models', 'ingress', 'gate', 'namespace_info', 'httproute', 'network_policy', 'self_heal', 'ollama_env'])
+    assert sorted(result['ollama_env']) == ['others', 'seconds', 'values']
     assert sorted(result['storage']) == sorted([
         'mode', 'class', 'provisioner', 'access_mode', 'size', 'size_bytes', 'binding_mode', 'allow_expansion',
         'install_local_path', 'create_classes', 'claim_name', 'claim_template_name', 'claim_names', 'pull_scope'])
