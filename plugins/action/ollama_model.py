@@ -94,10 +94,11 @@ class ActionModule(ControllerModuleAction):
         bound = _int(args.get('pull_timeout'), 7200) + MARGIN
         rounds = 0
 
-        def show():
+        def show(final=False):
             for path in paths:
                 state = read_progress(path)
-                if state is not None:
+                # The last round says where each pull ended; a replica with nothing to pull says nothing then.
+                if state is not None and (not final or state.get('models')):
                     display.display('[%3ds] %s' % (time.monotonic() - started, progress_line(state)))
         try:
             runner.start()
@@ -108,8 +109,8 @@ class ActionModule(ControllerModuleAction):
                     break
                 show()
                 rounds += 1
-            if rounds and not runner.is_alive():
-                show()  # where it ended
+            if not runner.is_alive():
+                show(final=True)
         finally:
             if own_dir:
                 shutil.rmtree(own_dir, ignore_errors=True)
