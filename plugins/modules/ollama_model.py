@@ -37,7 +37,7 @@ options:
     default: []
   pods:
     description:
-      - Several Ollama pods in I(namespace), instead of one I(pod), I(service) or I(url): each is read and synced
+      - Several Ollama pods in I(namespace), instead of one I(pod), I(service) or I(url); each is read and synced
         as I(pod) would be, all at the same time, and the result has one entry per pod in C(endpoints).
       - A pod that does not answer fails alone; the task fails after the others are done.
     type: list
@@ -107,7 +107,7 @@ options:
     description:
       - A controller path where the module keeps each model's progress as JSON (C(percent), C(status),
         C(completed), C(total)), at most once a second, for a task that polls an asynchronous pull.
-      - With I(pods), one file per pod: C({pod}) in the path stands for the pod's name (it is required then).
+      - With I(pods), one file per pod, C({pod}) in the path stands for the pod's name (it is required then).
     type: path
   request_timeout:
     description: Seconds each non-streamed request may take (the first one checks that the endpoint answers).
