@@ -1035,8 +1035,8 @@ class EndpointSync(object):
             now = index_tags(endpoint.tags(timeout=timeout)).get(model['key'])
             return now is not None and (now['digest'] == model['digest'] if model['digest'] else not existed)
         try:
-            outcome = pull_model(endpoint, model, insecure=_is_insecure(model, opts['insecure'],
-                                                                         opts['insecure_registries']),
+            insecure = _is_insecure(model, opts['insecure'], opts['insecure_registries'])
+            outcome = pull_model(endpoint, model, insecure=insecure,
                                  stall_timeout=opts['stall_timeout'], attempts=opts['attempts'], on_progress=report,
                                  clock=self.clock, sleep=self.sleep, done_check=done,
                                  total_timeout=opts['pull_timeout'])
@@ -1069,8 +1069,8 @@ class EndpointSync(object):
             self.results.append(entry)
 
     def timed_out(self, model, seconds):
-        message = ('pulling %s on %s did not end within %ss (pull_timeout)' % (model['name'], self.endpoint.description,
-                                                                                seconds))
+        message = 'pulling %s on %s did not end within %ss (pull_timeout)' % (
+            model['name'], self.endpoint.description, seconds)
         with self.lock:
             self.errors.append(message + '. Fix: raise pull_timeout (model_pull_timeout) for large models or '
                                'check the network to the registry')

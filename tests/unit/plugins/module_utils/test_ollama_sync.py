@@ -85,11 +85,11 @@ def test_every_missing_model_on_every_endpoint_is_pulled_two_at_a_time():
     stores = [Store('ollama-%d' % i, gate=gate) for i in range(3)]
     outcomes = oc.sync_endpoints(stores, wanted('tiny-a', 'tiny-b'), concurrency=2, sleep=lambda s: None)
     assert gate.most == 2
-    assert all(errors == [] for _, errors in outcomes)
-    assert [sorted(r['pulled']) for r, _ in outcomes] == [['tiny-a:latest', 'tiny-b:latest']] * 3
+    assert all(errors == [] for result, errors in outcomes)
+    assert [sorted(r['pulled']) for r, e in outcomes] == [['tiny-a:latest', 'tiny-b:latest']] * 3
     assert all(s.models == {'tiny-a:latest', 'tiny-b:latest'} for s in stores)
     # Each endpoint's first model first, so every replica starts before any pulls its second.
-    assert [m for _, m in gate.order[:3]] == ['tiny-a:latest'] * 3
+    assert [m for pod, m in gate.order[:3]] == ['tiny-a:latest'] * 3
 
 
 def test_one_at_a_time_pulls_in_order_and_never_two_at_once():
@@ -105,10 +105,10 @@ def test_only_what_is_missing_is_pulled_and_a_second_sync_pulls_nothing():
     stores = [Store('ollama-0', have=['tiny-a:latest']), Store('ollama-1')]
     first = oc.sync_endpoints(stores, wanted('tiny-a', 'tiny-b'), concurrency=4, sleep=lambda s: None)
     assert [sorted(s.pulled) for s in stores] == [['tiny-b:latest'], ['tiny-a:latest', 'tiny-b:latest']]
-    assert [r['changed'] for r, _ in first] == [True, True]
+    assert [r['changed'] for r, e in first] == [True, True]
     second = oc.sync_endpoints(stores, wanted('tiny-a', 'tiny-b'), concurrency=4, sleep=lambda s: None)
-    assert [r['changed'] for r, _ in second] == [False, False]
-    assert [r['pulled'] for r, _ in second] == [[], []]
+    assert [r['changed'] for r, e in second] == [False, False]
+    assert [r['pulled'] for r, e in second] == [[], []]
 
 
 def test_an_endpoint_that_does_not_answer_fails_alone():
@@ -121,7 +121,7 @@ def test_an_endpoint_that_does_not_answer_fails_alone():
 def test_check_mode_pulls_nothing_anywhere():
     stores = [Store('ollama-0'), Store('ollama-1', have=['tiny-a:latest'])]
     outcomes = oc.sync_endpoints(stores, wanted('tiny-a'), concurrency=4, check_mode=True)
-    assert [r['pulled'] for r, _ in outcomes] == [['tiny-a:latest'], []]
+    assert [r['pulled'] for r, e in outcomes] == [['tiny-a:latest'], []]
     assert [s.pulled for s in stores] == [[], []]
 
 
