@@ -356,8 +356,9 @@ def main():
     if params['attempts'] < 1 or params['stall_timeout'] < 1:
         module.fail_json(msg='attempts and stall_timeout must be at least 1. Fix: e.g. attempts: 3, stall_timeout: 300')
     if params['concurrency'] < 1 or params['pull_timeout'] < 1 or params['progress_interval'] < 0:
-        module.fail_json(msg='concurrency and pull_timeout must be at least 1 and progress_interval at least 0. Fix: '
-                             'e.g. concurrency: 4, pull_timeout: 7200, progress_interval: 5')
+        module.fail_json(msg='concurrency (model_pull_concurrency) and pull_timeout (model_pull_timeout) must be at '
+                             'least 1, progress_interval (model_pull_poll_interval) at least 0; nothing was pulled. '
+                             'Fix: e.g. concurrency: 4, pull_timeout: 7200, progress_interval: 5')
     if params['prune'] and params['state'] == 'absent':
         module.fail_json(msg='prune applies to state=present. Fix: drop prune or use state: present')
     wanted, errors = parse_wanted(params['models'])
