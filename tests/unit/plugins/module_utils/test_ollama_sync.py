@@ -161,3 +161,21 @@ def test_progress_is_written_per_endpoint(tmp_path):
         state = json.loads(open(path).read())
         assert state['done'] and state['endpoint'] == store.description
         assert {n: p['percent'] for n, p in state['models'].items()} == {'tiny-a:latest': 100.0, 'tiny-b:latest': 100.0}
+
+
+# ---------------------------------------------------------------- the module's bad input (no request is made)
+
+@pytest.mark.parametrize("args,needle", [
+    ({"pods": ["ollama-0"], "concurrency": 0}, "concurrency (model_pull_concurrency) and pull_timeout"),
+    ({"pods": ["ollama-0"], "progress_interval": -1}, "progress_interval (model_pull_poll_interval) at least 0"),
+    ({"pods": ["ollama-0", "ollama-0"]}, "pods names a pod twice"),
+    ({"pods": ["ollama-0", "ollama-1"], "progress_file": "/tmp/p.json"}, "has no {pod}"),
+    ({"pods": ["ollama-0"], "pod": "ollama-0"}, "mutually exclusive"),
+])
+def test_ollama_model_refuses_bad_pods_settings_before_any_request(args, needle):
+    from ansible_collections.llmops.ollama.plugins.module_utils import inprocess
+    from ansible_collections.llmops.ollama.plugins.modules import ollama_model
+    result = inprocess.run_in_controller(ollama_model.main, dict(args, namespace="ollama", models=["tiny-a"]),
+                                         check_mode=False, diff=False)
+    assert result["failed"] and needle in result["msg"], result
+    assert "Fix:" in result["msg"] or needle == "mutually exclusive"
