@@ -14,11 +14,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import collections
 import json
 import os
 import re
 import socket
 import tempfile
+import threading
 import time
 
 from ansible.module_utils.basic import env_fallback
@@ -562,14 +564,20 @@ class ProgressFile(object):
         self.clock = clock
         self.state = {'endpoint': endpoint, 'models': {}, 'done': False}
         self._last = None
+        self._lock = threading.RLock()  # several pulls of one endpoint report from their own threads
 
     def update(self, name, force=False, **values):
-        self.state['models'].setdefault(name, {}).update(values)
-        self.write(force)
+        with self._lock:
+            self.state['models'].setdefault(name, {}).update(values)
+            self.write(force)
 
     def write(self, force=False):
         if not self.path:
             return
+        with self._lock:
+            self._write(force)
+
+    def _write(self, force):
         now = self.clock()
         if not force and self._last is not None and now - self._last < self.interval:
             return
@@ -914,59 +922,126 @@ def _is_insecure(model, insecure, insecure_registries):
         model['pull_name'].startswith('http://')
 
 
-def sync_models(endpoint, wanted, state='present', prune=False, insecure=False, insecure_registries=(),
-                stall_timeout=300, attempts=3, check_mode=False, keep_alive=None, progress_path=None,
-                request_timeout=30, clock=time.monotonic, sleep=time.sleep, pull_timeout=7200):
-    """Make the endpoint's model store match: the result dict of the ollama_model module, and a list
-    of errors (each a message with its fix). Nothing is written in check mode."""
-    started = clock()
-    version = endpoint.version(timeout=min(request_timeout, 30))
-    tags = endpoint.tags(timeout=request_timeout)
-    changes = plan_changes(wanted, tags, state, prune)
-    have = changes['have']
-    before = sorted(v['name'] for v in have.values())
-    after = predicted_names(have, changes)
-    results, errors = [], []
-    progress = ProgressFile(progress_path, endpoint.description)
-    for model in changes['pull']:
-        progress.state['models'][model['name']] = {'percent': 0.0, 'status': 'queued', 'completed': 0, 'total': 0}
-    progress.write(force=True)
+def run_bounded(jobs, concurrency, timeout=None, clock=time.monotonic):
+    """Run the callables in ``jobs``, at most ``concurrency`` at a time, in order of the list; inline when one at
+    a time is all there is. Returns the jobs that had not ended after ``timeout`` seconds (their threads are
+    daemons: they end with the process). A job's own exception is re-raised here (jobs catch what they expect)."""
+    if concurrency <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            job()
+        return []
+    pending = collections.deque(jobs)
+    running, raised = set(), []
+    lock = threading.Lock()
 
-    if check_mode:
-        for model in changes['pull']:
-            results.append({'name': model['name'], 'action': 'pull', 'changed': True, 'digest': model['digest'],
-                            'size': None, 'attempts': 0})
-        for model in changes['keep']:
-            existing = have.get(model['key']) or {}
-            results.append({'name': model['name'], 'action': 'present' if state == 'present' else 'absent',
-                            'changed': False, 'digest': existing.get('digest'), 'size': existing.get('size'),
-                            'attempts': 0})
-        for model in changes['delete']:
-            results.append({'name': model['name'], 'action': 'delete', 'changed': True,
-                            'digest': have[model['key']]['digest'], 'size': have[model['key']]['size'],
-                            'attempts': 0})
-        progress.state['done'] = True
-        progress.write(force=True)
-        return _result(endpoint, version, results, before, after, changes, started, clock), errors
+    def worker():
+        while True:
+            with lock:
+                if not pending or raised:
+                    return
+                job = pending.popleft()
+                running.add(job)
+            try:
+                job()
+            except BaseException as exc:  # handed to the caller's thread
+                raised.append(exc)
+            with lock:
+                running.discard(job)
 
-    def report(model, state_, attempt):
-        progress.update(model['name'], percent=state_.percent, status=state_.status, completed=state_.completed,
-                        total=state_.total, attempt=attempt)
+    threads = [threading.Thread(target=worker, name='llmops-pull-%d' % i) for i in range(min(concurrency, len(jobs)))]
+    for thread in threads:
+        thread.daemon = True
+        thread.start()
+    deadline = None if timeout is None else clock() + timeout
+    for thread in threads:
+        thread.join(None if deadline is None else max(0.0, deadline - clock()))
+    if raised:
+        raise raised[0]
+    with lock:
+        return list(running) + list(pending)
 
-    for model in changes['pull']:
+
+class PerThreadApi(object):
+    """The cluster API with one connection per thread (a kept-alive connection serves one request at a time);
+    ``factory`` makes one, first here in the caller's thread, so a bad kubeconfig fails before any thread."""
+
+    def __init__(self, factory, first=None):
+        self._factory = factory
+        self._local = threading.local()
+        self._local.api = first if first is not None else factory()
+
+    def _api(self):
+        api = getattr(self._local, 'api', None)
+        if api is None:
+            api = self._local.api = self._factory()
+        return api
+
+    def request(self, *args, **kwargs):
+        return self._api().request(*args, **kwargs)
+
+    def stream_lines(self, *args, **kwargs):
+        return self._api().stream_lines(*args, **kwargs)
+
+
+class EndpointSync(object):
+    """One endpoint's part of a sync: read what it holds, pull each missing model (several at once from
+    different threads), then delete, warm up and read what it holds after."""
+
+    def __init__(self, endpoint, wanted, options, progress_path=None, clock=time.monotonic, sleep=time.sleep):
+        self.endpoint = endpoint
+        self.wanted = wanted
+        self.options = options
+        self.clock = clock
+        self.sleep = sleep
+        self.started = clock()
+        self.progress = ProgressFile(progress_path, endpoint.description, clock=clock)
+        self.lock = threading.Lock()
+        self.results, self.errors = [], []
+        self.failure = None  # an OllamaError that ends this endpoint's sync (it did not answer)
+        self.changes = {'pull': [], 'keep': [], 'delete': [], 'have': {}}
+        self.version = None
+        self.before = self.after = []
+
+    def read(self):
+        """What to pull and delete; an endpoint that does not answer fails here, alone."""
+        timeout = self.options['request_timeout']
+        try:
+            self.version = self.endpoint.version(timeout=min(timeout, 30))
+            tags = self.endpoint.tags(timeout=timeout)
+        except OllamaError as exc:
+            self.failure = exc
+            return
+        self.changes = plan_changes(self.wanted, tags, self.options['state'], self.options['prune'])
+        self.before = sorted(v['name'] for v in self.changes['have'].values())
+        self.after = predicted_names(self.changes['have'], self.changes)
+        for model in self.changes['pull']:
+            self.progress.state['models'][model['name']] = {'percent': 0.0, 'status': 'queued', 'completed': 0,
+                                                            'total': 0}
+        self.progress.write(force=True)
+
+    def pull(self, model):
+        """Pull one model and check its digest; the entry joins the results, an error the errors."""
+        opts, endpoint, have = self.options, self.endpoint, self.changes['have']
+        timeout = opts['request_timeout']
         existed = model['key'] in have
         entry = {'name': model['name'], 'action': 'pulled', 'changed': True, 'digest': None, 'size': None,
                  'attempts': 0}
-        try:
-            def done():
-                now = index_tags(endpoint.tags(timeout=request_timeout)).get(model['key'])
-                return now is not None and (now['digest'] == model['digest'] if model['digest'] else not existed)
 
-            outcome = pull_model(endpoint, model, insecure=_is_insecure(model, insecure, insecure_registries),
-                                 stall_timeout=stall_timeout, attempts=attempts, on_progress=report, clock=clock,
-                                 sleep=sleep, done_check=done, total_timeout=pull_timeout)
+        def report(model_, state_, attempt):
+            self.progress.update(model_['name'], percent=state_.percent, status=state_.status,
+                                 completed=state_.completed, total=state_.total, attempt=attempt)
+
+        def done():
+            now = index_tags(endpoint.tags(timeout=timeout)).get(model['key'])
+            return now is not None and (now['digest'] == model['digest'] if model['digest'] else not existed)
+        try:
+            insecure = _is_insecure(model, opts['insecure'], opts['insecure_registries'])
+            outcome = pull_model(endpoint, model, insecure=insecure,
+                                 stall_timeout=opts['stall_timeout'], attempts=opts['attempts'], on_progress=report,
+                                 clock=self.clock, sleep=self.sleep, done_check=done,
+                                 total_timeout=opts['pull_timeout'])
             entry['attempts'] = outcome['attempts']
-            now = index_tags(endpoint.tags(timeout=request_timeout)).get(model['key'])
+            now = index_tags(endpoint.tags(timeout=timeout)).get(model['key'])
             if now is None:
                 raise OllamaError('Ollama reported success for %s but does not list it' % model['name'],
                                   'look at the Ollama log of %s' % endpoint.description)
@@ -974,57 +1049,152 @@ def sync_models(endpoint, wanted, state='present', prune=False, insecure=False, 
             if model['digest'] and now['digest'] != model['digest']:
                 entry['action'] = 'digest_mismatch'
                 if not existed:
-                    delete_model(endpoint, now['name'], timeout=request_timeout)
+                    delete_model(endpoint, now['name'], timeout=timeout)
                     entry['changed'] = False
                 raise OllamaError('model %s is pinned to %s but the registry serves %s%s'
                                   % (model['name'], model['digest'], now['digest'],
                                      '; the pulled copy was removed again' if not existed else ''),
                                   'update the pinned digest, or pin the tag that holds %s' % model['digest'],
                                   kind=DIGEST_MISMATCH)
-            progress.update(model['name'], force=True, percent=100.0, status='success')
+            self.progress.update(model['name'], force=True, percent=100.0, status='success')
         except OllamaError as exc:
             if entry['action'] == 'pulled':
                 entry.update(action='failed', changed=False)
             entry['error'] = str(exc)
             entry['error_kind'] = exc.kind
-            errors.append(str(exc))
-            progress.update(model['name'], force=True, status='failed', error=str(exc))
-        results.append(entry)
+            self.progress.update(model['name'], force=True, status='failed', error=str(exc))
+            with self.lock:
+                self.errors.append(str(exc))
+        with self.lock:
+            self.results.append(entry)
 
-    for model in changes['delete']:
-        entry = {'name': model['name'], 'action': 'deleted' if state == 'absent' else 'pruned', 'changed': True,
-                 'digest': have[model['key']]['digest'], 'size': have[model['key']]['size'], 'attempts': 0}
-        try:
-            entry['changed'] = delete_model(endpoint, model['name'], timeout=request_timeout)
-        except OllamaError as exc:
-            entry.update(action='failed', changed=False, error=str(exc), error_kind=exc.kind)
-            errors.append('deleting %s on %s failed: %s' % (model['name'], endpoint.description, exc))
-        results.append(entry)
+    def timed_out(self, model, seconds):
+        message = 'pulling %s on %s did not end within %ss (pull_timeout)' % (
+            model['name'], self.endpoint.description, seconds)
+        with self.lock:
+            self.errors.append(message + '. Fix: raise pull_timeout (model_pull_timeout) for large models or '
+                               'check the network to the registry')
+            self.results.append({'name': model['name'], 'action': 'failed', 'changed': False, 'digest': None,
+                                 'size': None, 'attempts': 0, 'error': message, 'error_kind': STALLED})
 
-    for model in changes['keep']:
-        existing = have.get(model['key']) or {}
-        results.append({'name': model['name'], 'action': 'present' if state == 'present' else 'absent',
-                        'changed': False, 'digest': existing.get('digest'), 'size': existing.get('size'),
-                        'attempts': 0})
+    def check_results(self):
+        have = self.changes['have']
+        for model in self.changes['pull']:
+            self.results.append({'name': model['name'], 'action': 'pull', 'changed': True, 'digest': model['digest'],
+                                 'size': None, 'attempts': 0})
+        self._keep_results()
+        for model in self.changes['delete']:
+            self.results.append({'name': model['name'], 'action': 'delete', 'changed': True,
+                                 'digest': have[model['key']]['digest'], 'size': have[model['key']]['size'],
+                                 'attempts': 0})
 
-    if keep_alive is not None and state == 'present' and not errors:
-        loaded = endpoint.ps(timeout=request_timeout)
-        for entry in results:
-            if find_loaded(loaded, entry['name']):
-                entry['loaded'] = True
-                continue
+    def _keep_results(self):
+        for model in self.changes['keep']:
+            existing = self.changes['have'].get(model['key']) or {}
+            self.results.append({'name': model['name'],
+                                 'action': 'present' if self.options['state'] == 'present' else 'absent',
+                                 'changed': False, 'digest': existing.get('digest'), 'size': existing.get('size'),
+                                 'attempts': 0})
+
+    def finish(self):
+        """Delete what goes, warm up what stays, read the store again if it changed."""
+        opts, endpoint, have = self.options, self.endpoint, self.changes['have']
+        timeout = opts['request_timeout']
+        for model in self.changes['delete']:
+            entry = {'name': model['name'], 'action': 'deleted' if opts['state'] == 'absent' else 'pruned',
+                     'changed': True, 'digest': have[model['key']]['digest'], 'size': have[model['key']]['size'],
+                     'attempts': 0}
             try:
-                endpoint.request('POST', '/api/generate', {'model': entry['name'], 'keep_alive': keep_alive,
-                                                           'stream': False}, timeout=max(request_timeout, 300))
-                entry['loaded'] = True
+                entry['changed'] = delete_model(endpoint, model['name'], timeout=timeout)
             except OllamaError as exc:
-                entry['loaded'] = False
-                errors.append('loading %s on %s failed: %s' % (entry['name'], endpoint.description, exc))
-    progress.state['done'] = True
-    progress.write(force=True)
-    if any(e['changed'] for e in results):
-        after = sorted(v['name'] for v in index_tags(endpoint.tags(timeout=request_timeout)).values())
-    return _result(endpoint, version, results, before, after, changes, started, clock), errors
+                entry.update(action='failed', changed=False, error=str(exc), error_kind=exc.kind)
+                self.errors.append('deleting %s on %s failed: %s' % (model['name'], endpoint.description, exc))
+            self.results.append(entry)
+        self._keep_results()
+        keep_alive = opts['keep_alive']
+        if keep_alive is not None and opts['state'] == 'present' and not self.errors:
+            loaded = endpoint.ps(timeout=timeout)
+            for entry in self.results:
+                if find_loaded(loaded, entry['name']):
+                    entry['loaded'] = True
+                    continue
+                try:
+                    endpoint.request('POST', '/api/generate', {'model': entry['name'], 'keep_alive': keep_alive,
+                                                               'stream': False}, timeout=max(timeout, 300))
+                    entry['loaded'] = True
+                except OllamaError as exc:
+                    entry['loaded'] = False
+                    self.errors.append('loading %s on %s failed: %s' % (entry['name'], endpoint.description, exc))
+        if any(e['changed'] for e in self.results):
+            self.after = sorted(v['name'] for v in index_tags(endpoint.tags(timeout=timeout)).values())
+
+    def outcome(self):
+        """(result, errors) as sync_models returns them; (None, [message]) for an endpoint that did not answer."""
+        self.progress.state['done'] = True
+        self.progress.write(force=True)
+        if self.failure is not None:
+            return None, [str(self.failure)]
+        return _result(self.endpoint, self.version, self.results, self.before, self.after, self.changes,
+                       self.started, self.clock), self.errors
+
+
+def sync_endpoints(endpoints, wanted, **kwargs):
+    """Make each endpoint's model store match, with every missing model on every endpoint pulled at once, at
+    most ``concurrency`` pulls at a time (in that order: each endpoint's first model, then each one's second...,
+    so every replica starts at once); ``timeout`` bounds the pulls as a whole. Takes sync_models' options, with
+    ``progress_paths`` (one per endpoint). Returns one ``(result, errors)`` per endpoint, as sync_models does;
+    ``(None, [message])`` for one that did not answer. Nothing is written in check mode."""
+    return [s.outcome() for s in _sync(endpoints, wanted, **kwargs)]
+
+
+def _sync(endpoints, wanted, state='present', prune=False, insecure=False, insecure_registries=(),
+          stall_timeout=300, attempts=3, check_mode=False, keep_alive=None, progress_paths=None,
+          request_timeout=30, clock=time.monotonic, sleep=time.sleep, pull_timeout=7200, concurrency=1,
+          timeout=None):
+    options = dict(state=state, prune=prune, insecure=insecure, insecure_registries=insecure_registries,
+                   stall_timeout=stall_timeout, attempts=attempts, keep_alive=keep_alive,
+                   request_timeout=request_timeout, pull_timeout=pull_timeout)
+    paths = list(progress_paths or [None] * len(endpoints))
+    syncs = [EndpointSync(e, wanted, options, p, clock=clock, sleep=sleep) for e, p in zip(endpoints, paths)]
+    run_bounded([s.read for s in syncs], concurrency)
+    live = [s for s in syncs if s.failure is None]
+    if check_mode:
+        for sync in live:
+            sync.check_results()
+        return syncs
+    jobs = []
+    for rank in range(max([len(s.changes['pull']) for s in live] or [0])):
+        for sync in live:
+            if rank < len(sync.changes['pull']):
+                jobs.append(_PullJob(sync, sync.changes['pull'][rank]))
+    for job in run_bounded(jobs, concurrency, timeout=timeout, clock=clock):
+        job.sync.timed_out(job.model, timeout)
+    run_bounded([s.finish for s in live], concurrency)
+    return syncs
+
+
+class _PullJob(object):
+    def __init__(self, sync, model):
+        self.sync, self.model = sync, model
+
+    def __call__(self):
+        self.sync.pull(self.model)
+
+
+def sync_models(endpoint, wanted, state='present', prune=False, insecure=False, insecure_registries=(),
+                stall_timeout=300, attempts=3, check_mode=False, keep_alive=None, progress_path=None,
+                request_timeout=30, clock=time.monotonic, sleep=time.sleep, pull_timeout=7200, concurrency=1):
+    """Make the endpoint's model store match: the result dict of the ollama_model module, and a list
+    of errors (each a message with its fix). Nothing is written in check mode. Raises :class:`OllamaError`
+    when the endpoint does not answer."""
+    (sync,) = _sync([endpoint], wanted, state=state, prune=prune, insecure=insecure,
+                    insecure_registries=insecure_registries, stall_timeout=stall_timeout, attempts=attempts,
+                    check_mode=check_mode, keep_alive=keep_alive, progress_paths=[progress_path],
+                    request_timeout=request_timeout, clock=clock, sleep=sleep, pull_timeout=pull_timeout,
+                    concurrency=concurrency)
+    if sync.failure is not None:
+        raise sync.failure
+    return sync.outcome()
 
 
 def _result(endpoint, version, results, before, after, changes, started, clock):

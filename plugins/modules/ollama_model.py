@@ -18,7 +18,8 @@ description:
     at most I(attempts) times in all (Ollama resumes the download it kept).
   - I(state=absent) deletes the listed models; I(prune=true) with I(state=present) deletes every model not listed.
   - The endpoint is one Ollama pod or service reached through the Kubernetes API server's proxy, with the same
-    credentials as every kubernetes.core task, or a direct I(url).
+    credentials as every kubernetes.core task, or a direct I(url); or several pods at once (I(pods)), where every
+    missing model on every pod is pulled at the same time, at most I(concurrency) pulls at once.
   - Names are checked before anything is pulled or deleted. Errors name the model and the fix, for a model the
     registry does not have (Ollama's C(pull model manifest - file does not exist)), an invalid name, a full disk, a digest
     pin the registry does not serve and an endpoint that does not answer (bounded by I(request_timeout)).
@@ -34,6 +35,28 @@ options:
     type: list
     elements: raw
     default: []
+  pods:
+    description:
+      - Several Ollama pods in I(namespace), instead of one I(pod), I(service) or I(url); each is read and synced
+        as I(pod) would be, all at the same time, and the result has one entry per pod in C(endpoints).
+      - A pod that does not answer fails alone; the task fails after the others are done.
+    type: list
+    elements: str
+  concurrency:
+    description:
+      - At most this many pulls run at the same time, over all the models and all the pods (each pod's first
+        missing model starts first, then each one's second). C(1) pulls one model after the other.
+      - Ollama shares the download of a blob that two pulls on one pod need, so concurrent pulls fetch nothing twice.
+    type: int
+    default: 4
+  progress_interval:
+    description:
+      - Seconds between two progress reports that the task prints while it pulls (one line per endpoint, with
+        each model's percentage); C(0) prints none.
+      - Printed where the module runs inside the controller (a local connection without C(async), as the
+        collection's playbooks run it); elsewhere the result comes at the end only.
+    type: int
+    default: 0
   state:
     description: Whether the models should be on the endpoint.
     type: str
@@ -69,7 +92,9 @@ options:
     type: int
     default: 3
   pull_timeout:
-    description: Seconds a pull without a progress stream (see I(attempts)) may take.
+    description:
+      - Seconds the pulls may take in all (the task fails after it, naming the pulls that had not ended), and a
+        pull without a progress stream (see I(attempts)).
     type: int
     default: 7200
   keep_alive:
@@ -82,6 +107,7 @@ options:
     description:
       - A controller path where the module keeps each model's progress as JSON (C(percent), C(status),
         C(completed), C(total)), at most once a second, for a task that polls an asynchronous pull.
+      - With I(pods), one file per pod, C({pod}) in the path stands for the pod's name (it is required then).
     type: path
   request_timeout:
     description: Seconds each non-streamed request may take (the first one checks that the endpoint answers).
@@ -134,6 +160,15 @@ EXAMPLES = r'''
     models: [llama3.2:3b]
     prune: true
 
+- name: Pull to three replicas at once, at most four pulls at a time, printing the progress every 5 s
+  llmops.ollama.ollama_model:
+    namespace: ollama
+    pods: [ollama-0, ollama-1, ollama-2]
+    admin_key: "{{ gate_admin.resources[0].data.key | b64decode }}"
+    models: [llama3.2:3b, qwen2.5:7b]
+    concurrency: 4
+    progress_interval: 5
+
 - name: Pull from a plain-HTTP private registry into an Ollama without the gate
   llmops.ollama.ollama_model:
     url: http://ollama.internal:11434
@@ -151,7 +186,7 @@ EXAMPLES = r'''
 RETURN = r'''
 models:
   description: One entry per listed (or pruned) model.
-  returned: always
+  returned: with pod, service or url
   type: list
   elements: dict
   contains:
@@ -185,51 +220,124 @@ models:
       returned: on failure
 pulled:
   description: Names pulled (or that would be, in check mode).
-  returned: always
+  returned: with pod, service or url
   type: list
   elements: str
 deleted:
   description: Names deleted or pruned (or that would be, in check mode).
-  returned: always
+  returned: with pod, service or url
   type: list
   elements: str
 before:
   description: Model names on the endpoint before.
-  returned: always
+  returned: with pod, service or url
   type: list
   elements: str
 after:
   description: Model names on the endpoint after (predicted in check mode).
-  returned: always
+  returned: with pod, service or url
   type: list
   elements: str
 version:
   description: Ollama's version on the endpoint.
-  returned: always
+  returned: with pod, service or url
   type: str
 endpoint:
   description: The endpoint (namespace, pod, service, port, url, description).
-  returned: always
+  returned: with pod, service or url
   type: dict
+endpoints:
+  description:
+    - With I(pods), one entry per pod, in their order, each with the keys above (C(endpoint), C(version),
+      C(models), C(pulled), C(deleted), C(before), C(after), C(changed), C(elapsed)).
+    - A pod whose sync failed has C(failed=true) and C(msg); one that did not answer has only C(endpoint),
+      C(failed) and C(msg).
+  returned: with pods
+  type: list
+  elements: dict
 elapsed:
   description: Seconds the module took.
   returned: always
   type: float
 '''
 
-from ansible_collections.llmops.ollama.plugins.module_utils.k8s import new_module
+import time
+
+from ansible_collections.llmops.ollama.plugins.module_utils.k8s import Api, ClusterError, new_module
 from ansible_collections.llmops.ollama.plugins.module_utils.ollama_client import (
     ENDPOINT_ARGS,
     OllamaError,
+    PerThreadApi,
+    ProxyEndpoint,
+    endpoint_label,
     make_endpoint,
     parse_wanted,
+    sync_endpoints,
     sync_models,
 )
+
+
+def _diff(result):
+    return {'before': ''.join(n + '\n' for n in result['before']),
+            'after': ''.join(n + '\n' for n in result['after']),
+            'before_header': '%s models' % result['endpoint']['description'],
+            'after_header': '%s models' % result['endpoint']['description']}
+
+
+def _proxy_endpoints(module, pods):
+    """One ProxyEndpoint per pod on one API whose connections are per thread (the pulls run in threads)."""
+    params = module.params
+    if not params.get('namespace'):
+        module.fail_json(msg='pods needs namespace. Fix: set namespace to the namespace of the pods')
+    try:
+        api = PerThreadApi(lambda: Api(module, request_timeout=params.get('request_timeout') or 30))
+    except ClusterError as exc:
+        module.fail_json(msg=str(exc))
+    return [ProxyEndpoint(api, params['namespace'], pod=pod, port=params.get('port'), admin_key=params.get('admin_key'))
+            for pod in pods]
+
+
+def _sync_pods(module, wanted, options, started):
+    params = module.params
+    pods = params['pods']
+    if len(set(pods)) != len(pods):
+        module.fail_json(msg='pods names a pod twice: %s. Fix: list each pod once' % ', '.join(pods))
+    path = params['progress_file']
+    if path and len(pods) > 1 and '{pod}' not in path:
+        module.fail_json(msg='progress_file %s has no {pod}, so the pods would share one file. Fix: put {pod} in '
+                             'the path, e.g. /tmp/pull/{pod}.json' % path)
+    endpoints = _proxy_endpoints(module, pods)
+    paths = [path.replace('{pod}', pod) if path else None for pod in pods]
+    outcomes = sync_endpoints(endpoints, wanted, progress_paths=paths, timeout=params['pull_timeout'], **options)
+    entries, failures, diffs = [], [], []
+    for endpoint, (result, errors) in zip(endpoints, outcomes):
+        if result is None:
+            entry = {'endpoint': endpoint_label(endpoint), 'changed': False, 'failed': True, 'msg': errors[0]}
+        else:
+            entry = dict(result)
+            diffs.append(_diff(result))
+            if errors:
+                entry.update(failed=True, msg='%d of %d model operations failed on %s:\n- %s' % (
+                    len(errors), len(result['models']), result['endpoint']['description'], '\n- '.join(errors)))
+        if entry.get('failed'):
+            failures.append(entry['msg'])
+        entries.append(entry)
+    result = {'changed': any(e['changed'] for e in entries), 'endpoints': entries,
+              'elapsed': round(time.monotonic() - started, 3)}
+    if module._diff:
+        result['diff'] = diffs
+    if failures:
+        module.fail_json(msg='the model sync failed on %d of %d pods:\n%s' % (len(failures), len(pods),
+                                                                              '\n'.join(failures)), **result)
+    module.exit_json(**result)
 
 
 def main():
     spec = dict(
         models=dict(type='list', elements='raw', default=[]),
+        pods=dict(type='list', elements='str'),
+        concurrency=dict(type='int', default=4),
+        progress_interval=dict(type='int', default=0),
         state=dict(type='str', choices=['present', 'absent'], default='present'),
         prune=dict(type='bool', default=False),
         insecure=dict(type='bool', default=False),
@@ -241,31 +349,41 @@ def main():
         progress_file=dict(type='path'),
     )
     spec.update(ENDPOINT_ARGS)
-    module = new_module(spec, supports_check_mode=True, mutually_exclusive=[('pod', 'service', 'url')],
-                        required_one_of=[('pod', 'service', 'url')])
+    module = new_module(spec, supports_check_mode=True, mutually_exclusive=[('pod', 'service', 'url', 'pods')],
+                        required_one_of=[('pod', 'service', 'url', 'pods')])
+    started = time.monotonic()
     params = module.params
     if params['attempts'] < 1 or params['stall_timeout'] < 1:
         module.fail_json(msg='attempts and stall_timeout must be at least 1. Fix: e.g. attempts: 3, stall_timeout: 300')
+    if params['concurrency'] < 1 or params['pull_timeout'] < 1 or params['progress_interval'] < 0:
+        module.fail_json(msg='concurrency (model_pull_concurrency) and pull_timeout (model_pull_timeout) must be at '
+                             'least 1, progress_interval (model_pull_poll_interval) at least 0; nothing was pulled. '
+                             'Fix: e.g. concurrency: 4, pull_timeout: 7200, progress_interval: 5')
     if params['prune'] and params['state'] == 'absent':
         module.fail_json(msg='prune applies to state=present. Fix: drop prune or use state: present')
     wanted, errors = parse_wanted(params['models'])
     if errors:
         module.fail_json(msg='bad model list; nothing was pulled or deleted.\n- ' + '\n- '.join(errors))
+    options = dict(state=params['state'], prune=params['prune'], insecure=params['insecure'],
+                   insecure_registries=params['insecure_registries'], stall_timeout=params['stall_timeout'],
+                   attempts=params['attempts'], check_mode=module.check_mode, keep_alive=params['keep_alive'],
+                   request_timeout=params['request_timeout'], pull_timeout=params['pull_timeout'],
+                   concurrency=params['concurrency'])
+    if params['pods'] is not None:
+        if not params['pods']:
+            module.exit_json(changed=False, endpoints=[], elapsed=0.0)
+        _sync_pods(module, wanted, options, started)
     endpoint = make_endpoint(module)
+    if isinstance(endpoint, ProxyEndpoint) and params['concurrency'] > 1:
+        # Several pulls of this one endpoint run in threads: a connection each.
+        endpoint.api = PerThreadApi(lambda: Api(module, request_timeout=params['request_timeout'] or 30),
+                                    first=endpoint.api)
     try:
-        result, errors = sync_models(
-            endpoint, wanted, state=params['state'], prune=params['prune'], insecure=params['insecure'],
-            insecure_registries=params['insecure_registries'], stall_timeout=params['stall_timeout'],
-            attempts=params['attempts'], check_mode=module.check_mode, keep_alive=params['keep_alive'],
-            progress_path=params['progress_file'], request_timeout=params['request_timeout'],
-            pull_timeout=params['pull_timeout'])
+        result, errors = sync_models(endpoint, wanted, progress_path=params['progress_file'], **options)
     except OllamaError as exc:
         module.fail_json(msg=str(exc), error_kind=exc.kind)
     if module._diff:
-        result['diff'] = {'before': ''.join(n + '\n' for n in result['before']),
-                          'after': ''.join(n + '\n' for n in result['after']),
-                          'before_header': '%s models' % result['endpoint']['description'],
-                          'after_header': '%s models' % result['endpoint']['description']}
+        result['diff'] = _diff(result)
     if errors:
         module.fail_json(msg='%d of %d model operations failed on %s:\n- %s' % (
             len(errors), len(result['models']), result['endpoint']['description'], '\n- '.join(errors)), **result)

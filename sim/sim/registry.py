@@ -5,7 +5,9 @@ final response's Location header (server/download.go; ollama issue #7244): docke
 filesystem storage answers 200 without one and the pull fails with "no Location header in response".
 The proxy answers that GET with a 307 to /_sim/blobs/<name>/<digest> on itself, which streams the blob
 from docker-registry (Range passes through) and names itself in Location. Everything else is forwarded.
-The proxy logs one line per request, "METHOD PATH STATUS BYTES_SENT", so tests can count downloads.
+The proxy logs one line per request, "METHOD PATH STATUS BYTES_SENT", so tests can count downloads, and
+the same request as one JSON line in the request log with its client address and its start and end (Unix
+seconds), so tests can tell which pulls ran at the same time.
 """
 
 import argparse
@@ -46,17 +48,25 @@ class _ProxyHandler(BaseHTTPRequestHandler):
     timeout = 120  # idle keep-alive connections end, so handler threads do too
     upstream = ("127.0.0.1", 5000)
     access_log = None
+    request_log = None
     log_lock = threading.Lock()
 
     def log_message(self, format, *args):  # the access log replaces BaseHTTPRequestHandler's stderr lines
         pass
 
     def _log(self, status, sent):
+        end = time.time()
         with self.log_lock:
             self.access_log.write(f"{self.command} {self.path} {status} {sent}\n")
             self.access_log.flush()
+            if self.request_log is not None:
+                self.request_log.write(json.dumps({
+                    "client": self.client_address[0], "method": self.command, "path": self.path, "status": status,
+                    "bytes": sent, "start": round(self._started, 6), "end": round(end, 6)}) + "\n")
+                self.request_log.flush()
 
     def _handle(self):
+        self._started = time.time()  # the request's line and headers are read: it starts now
         host = self.headers.get("Host") or "%s:%s" % self.server.server_address[:2]
         path = urllib.parse.urlsplit(self.path).path
         match = BLOB_RE.match(path)
@@ -144,12 +154,13 @@ class _Server(ThreadingHTTPServer):
         self.server_name, self.server_port = self.server_address[:2]
 
 
-def serve_proxy(listen: str, upstream: str, access_log: Path) -> None:
+def serve_proxy(listen: str, upstream: str, access_log: Path, request_log: Path = None) -> None:
     host, port = listen.rsplit(":", 1)
     up_host, up_port = upstream.rsplit(":", 1)
     handler = type("Handler", (_ProxyHandler,), {
         "upstream": (up_host, int(up_port)),
         "access_log": open(access_log, "a", encoding="utf-8"),
+        "request_log": open(request_log, "a", encoding="utf-8") if request_log else None,
     })
     server = _Server((host, int(port)), handler)
     server.daemon_threads = True
@@ -258,6 +269,7 @@ def start(state_dir: Path, registry_port: int, proxy_port: int, storage_dir: Pat
         "config": str(config), "storage": str(storage),
         "registry_log": str(logs / "registry.log"), "proxy_log": str(logs / "registry-proxy.log"),
         "access_log": str(logs / "registry-access.log"),
+        "request_log": str(logs / "registry-requests.jsonl"),
     }
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(SIM_ROOT), os.environ.get("PYTHONPATH")])),
                **(extra_env or {}))
@@ -267,7 +279,8 @@ def start(state_dir: Path, registry_port: int, proxy_port: int, storage_dir: Pat
                                     stdout=reg_log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
         proxy = subprocess.Popen(
             prefix + [sys.executable, "-m", "sim.registry", "proxy", "--listen", f"{listen_host}:{proxy_port}",
-             "--upstream", f"127.0.0.1:{registry_port}", "--access-log", state["access_log"]],
+             "--upstream", f"127.0.0.1:{registry_port}", "--access-log", state["access_log"],
+             "--request-log", state["request_log"]],
             stdin=subprocess.DEVNULL, stdout=proxy_log, stderr=subprocess.STDOUT, start_new_session=True,
             env=env, cwd=str(SIM_ROOT))
     state.update(registry_pid=registry.pid, proxy_pid=proxy.pid)
@@ -309,6 +322,12 @@ def _alive(pid: int, marker: str) -> bool:
     except ChildProcessError:
         pass
     return _pid_matches(pid, marker)
+
+
+def read_request_log(path: Path) -> list:
+    """The request log's entries: client, method, path, status, bytes, start and end (Unix seconds)."""
+    path = Path(path)
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
 def read_access_log(path: Path) -> list:
@@ -425,8 +444,9 @@ def main(argv=None) -> None:
     proxy.add_argument("--listen", required=True)
     proxy.add_argument("--upstream", required=True)
     proxy.add_argument("--access-log", required=True, type=Path)
+    proxy.add_argument("--request-log", type=Path, help="JSON lines with each request's client, start and end")
     args = parser.parse_args(argv)
-    serve_proxy(args.listen, args.upstream, args.access_log)
+    serve_proxy(args.listen, args.upstream, args.access_log, args.request_log)
 
 
 if __name__ == "__main__":

@@ -147,6 +147,44 @@ def blob_downloads(lines):
     return count, sent
 
 
+def request_log(cluster):
+    """The registry proxy's request log: one JSON line per request with its client address, start and end."""
+    if cluster.external:
+        pytest.skip("reads the simulator registry's request log")
+    from sim import registry
+    return registry.read_request_log(state_dir(cluster) / "registry" / "logs" / "registry-requests.jsonl")
+
+
+def registry_pulls(entries, clients):
+    """{(pod, repository): (first request's start, last request's end)}: each pull as the registry saw it, for the
+    clients (pod IP -> pod) given; a pull is every request of one pod for one repository."""
+    pulls = {}
+    for entry in entries:
+        path = entry["path"].split("?")[0]
+        if entry["client"] not in clients:
+            continue
+        if path.startswith("/_sim/blobs/"):
+            repository = path[len("/_sim/blobs/"):].rsplit("/", 1)[0]
+        elif path.startswith("/v2/") and ("/manifests/" in path or "/blobs/" in path):
+            repository = path[len("/v2/"):].split("/manifests/")[0].split("/blobs/")[0]
+        else:
+            continue
+        key = (clients[entry["client"]], repository)
+        start, end = pulls.get(key, (entry["start"], entry["end"]))
+        pulls[key] = (min(start, entry["start"]), max(end, entry["end"]))
+    return pulls
+
+
+def most_at_once(intervals):
+    """The largest number of intervals that overlap at one instant (one ending as another starts: not both)."""
+    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    most = running = 0
+    for _, step in events:
+        running += step
+        most = max(most, running)
+    return most
+
+
 def ad_hoc(cluster, module, args, check=False, diff=False):
     """The ansible command line and environment that run one module of the collection on localhost."""
     cmd = [str(REPO / ".venv" / "bin" / "ansible"), "localhost", "-m", f"llmops.ollama.{module}", "-a", json.dumps(args)]
@@ -212,14 +250,38 @@ def test_pull_to_each_replica_then_a_second_run_downloads_nothing(playbook, clus
     assert first.changed > 0
     for pod in pods:
         assert tags(cluster, namespace, pod) == {m: cluster.models[m] for m in wanted}
-    progress = " ".join(json.dumps(r) for r in first.task_results("Show each model's progress"))
-    assert "100.0%" in progress
+    # The sync task printed each model's progress as it ran, and where each pull ended.
+    for pod in pods:
+        assert f"pod {namespace}/{pod} (done): " in first.stdout, first.stdout[-3000:]
+    assert all(f"{m} 100.0% success" in first.stdout for m in wanted), first.stdout[-3000:]
 
     before = len(log_lines(log))
     second = models_playbook(playbook, cluster, plan)
     assert second.rc == 0, second
     assert second.changed == 0
     assert blob_downloads(log_lines(log)[before:]) == (0, 0)
+
+
+@pytest.mark.profile("k3s")
+def test_pulls_of_all_replicas_run_at_once_and_never_more_than_the_bound(playbook, cluster, namespace):
+    # Three replicas lacking two models each: six pulls, at most two at a time (model_pull_concurrency).
+    pods = deploy(cluster, namespace, replicas=3, gpu=False)
+    clients = {p["status"]["podIP"]: p["metadata"]["name"] for p in cluster.get("pods", "-n", namespace)["items"]
+               if p["metadata"]["name"] in pods}
+    wanted = [cluster.model("tiny-a"), cluster.model("tiny-b")]
+    before = len(request_log(cluster))
+    run = models_playbook(playbook, cluster, plan_for(namespace, wanted, replicas=3), model_pull_concurrency=2)
+    assert run.rc == 0, failures(run) or run.stdout[-3000:]
+    for pod in pods:
+        assert tags(cluster, namespace, pod) == {m: cluster.models[m] for m in wanted}
+
+    # What the registry saw: every replica fetched both models, and the pulls overlapped, two at a time at most.
+    pulls = registry_pulls(request_log(cluster)[before:], clients)
+    assert sorted(pulls) == sorted((pod, m.split("/", 1)[1].rsplit(":", 1)[0]) for pod in pods for m in wanted)
+    assert most_at_once(pulls.values()) == 2, pulls
+    overlapping = [(a, b) for a in pulls for b in pulls
+                   if a[0] < b[0] and pulls[a][0] < pulls[b][1] and pulls[b][0] < pulls[a][1]]
+    assert overlapping, f"no two replicas pulled at the same time: {pulls}"
 
 
 @pytest.mark.profile("k3s")
@@ -245,7 +307,7 @@ def test_check_mode_changes_nothing_then_prune_and_delete(playbook, cluster, nam
     dry = playbook("models.yml", {"gpu_preflight_plan": plan_for(namespace, [a], replicas=1),
                                   "model_pull_prune": True}, check=True, diff=True)
     assert dry.rc == 0, dry
-    would = dry.task_results("Report what would change")[0]["results"][0]
+    would = dry.task_results("Sync the models on every replica at once")[0]["endpoints"][0]
     assert would["deleted"] == [b] and would["after"] == [a]
     assert set(tags(cluster, namespace, pods[0])) == {a, b}
 

@@ -130,6 +130,26 @@ def test_registry_redirects_blob_gets_and_serves_ranges(sim_registry):
         conn.close()
 
 
+def test_the_request_log_times_each_request_of_the_access_log(sim_registry):
+    access, requests = access_log(sim_registry), registry.read_request_log(sim_registry["state"]["request_log"])
+    before = (len(access), len(requests))
+    conn = http.client.HTTPConnection("127.0.0.1", sim_registry["state"]["proxy_port"], timeout=30)
+    try:
+        for path in ("/v2/", "/v2/library/tiny-a/manifests/latest"):
+            conn.request("GET", path, headers={"Accept": registry.MANIFEST_TYPE})
+            conn.getresponse().read()
+    finally:
+        conn.close()
+    access = access_log(sim_registry)[before[0]:]
+    requests = registry.read_request_log(sim_registry["state"]["request_log"])[before[1]:]
+    # The same requests, in the same order, with the client's address and when each started and ended.
+    assert [(e["method"], e["path"], e["status"], e["bytes"]) for e in requests] == \
+        [(e["method"], e["path"], e["status"], e["bytes"]) for e in access]
+    assert [e["path"] for e in requests] == ["/v2/", "/v2/library/tiny-a/manifests/latest"]
+    assert all(e["client"] == "127.0.0.1" and e["start"] <= e["end"] for e in requests)
+    assert requests[0]["end"] <= requests[1]["start"]  # one connection: the second began after the first
+
+
 def test_publish_is_cached_and_digests_are_stable(sim_registry):
     before = len(access_log(sim_registry))
     assert registry.publish(sim_registry["state"]["url"], sim_registry["models"]) == sim_registry["refs"]
