@@ -1513,5 +1513,5 @@ def compute_plan(facts, config):
         'network_policy': network_policy,
         'self_heal': heal_plan,
         # The Ollama settings the pods get (the names only of other variables), the durations in seconds (-1: forever).
-        'ollama_env': ollama_env,
+        'env_settings': ollama_env,
     }

@@ -32,7 +32,7 @@ def test_a_process_still_becoming_ours_counts_once_it_carries_the_mark():
     # becomes kube-router: the empty environment in between is not the end of the process.
     proc = _spawn(["/bin/sh", "-c", f"sleep 0.4; exec /usr/bin/env {OWNER_ENV}={MARKER} sleep 5"], {})
     try:
-        assert _alive(proc.pid, MARKER)
+        assert _alive(proc.pid, MARKER, exec_grace=30)
     finally:
         proc.kill()
         proc.wait()

@@ -203,5 +203,5 @@ def test_the_plan_checks_the_settings_with_the_image_version():
     assert [e['variable'] for e in plan['errors']] == ['ollama_workload_env']
     good = compute_plan(facts, {'workload_env': {'OLLAMA_KEEP_ALIVE': '-1'}})
     assert good['ok'], good['errors']
-    assert good['ollama_env']['seconds'] == {'OLLAMA_KEEP_ALIVE': FOREVER, 'OLLAMA_LOAD_TIMEOUT': 600.0}
-    assert good['ollama_env']['values']['OLLAMA_NUM_PARALLEL'] == '2'
+    assert good['env_settings']['seconds'] == {'OLLAMA_KEEP_ALIVE': FOREVER, 'OLLAMA_LOAD_TIMEOUT': 600.0}
+    assert good['env_settings']['values']['OLLAMA_NUM_PARALLEL'] == '2'
