@@ -33,15 +33,16 @@ def runs_in_controller(action, imported=True):
                 and not action._task.async_val)
 
 
-def run_in_worker(action, main, args, check_mode, diff):
+def run_in_worker(action, main, args, check_mode, diff, name=None):
     """main()'s result, run in this worker with the task's `environment` in os.environ (a module process gets it
-    on its command line); this worker runs this one task, and the environment is put back after."""
+    on its command line); this worker runs this one task, and the environment is put back after. name is the
+    module's name in its messages (the task's action unless given)."""
     environment = {}
     action._compute_environment_string(environment)
     saved = dict((name, os.environ.get(name)) for name in environment)
     os.environ.update((str(name), str(value)) for name, value in environment.items())
     try:
-        return run_in_controller(main, args, check_mode, diff)
+        return run_in_controller(main, args, check_mode, diff, name=name or action._task.action)
     finally:
         for name, value in saved.items():
             if value is None:
