@@ -1,8 +1,8 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Where a collection module runs: a plain local task in the controller, a become or async task as an ordinary
-module process, in one real playbook on localhost against the simulated cluster's API server.
+"""Where a collection module runs: a plain local task (delegated to localhost or not) in the controller, a
+become or async task, or one delegated to an ssh host, as an ordinary module process, in one real playbook on localhost against the simulated cluster's API server.
 
 Two signs tell the paths apart. A module run in the controller never starts ansible_python_interpreter, so a
 task whose interpreter does not exist still succeeds in process and fails as a module process. And credentials
@@ -13,6 +13,7 @@ task that reads the controller's kubeconfig ran as the wrong user."""
 import json
 import os
 import pwd
+import socket
 import shutil
 import subprocess
 import sys
@@ -33,6 +34,13 @@ def pod(cluster, namespace):
     return "inproc-pod"
 
 
+def closed_port():
+    """A loopback port nothing listens on (bound, then let go)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def run_playbook(tmp_path, namespace, home):
     """Every case as one task (failures ignored) of one play; the json callback's report by task name."""
     good_python = (REPO / ".venv" / "bin" / "python").as_posix()
@@ -51,7 +59,15 @@ def run_playbook(tmp_path, namespace, home):
         task("Become", good_python, **become),
         task("Async, missing interpreter", MISSING_PYTHON, **{"async": 60, "poll": 1}),
         task("Async", good_python, **{"async": 60, "poll": 1}),
+        task("Delegated to localhost", MISSING_PYTHON, delegate_to="localhost"),
+        # An ssh host on a closed port: a module process cannot reach it; in process it would have succeeded.
+        task("Delegated to an ssh host", good_python, delegate_to="far", ignore_unreachable=True),
     ]
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(json.dumps({"all": {"hosts": {
+        "localhost": {"ansible_connection": "local"},
+        "far": {"ansible_connection": "ansible.builtin.ssh", "ansible_host": "127.0.0.1", "ansible_port": closed_port(),
+                "ansible_ssh_common_args": "-o ConnectTimeout=5 -o StrictHostKeyChecking=no"}}}}))
     play = tmp_path / "play.yml"
     play.write_text(json.dumps([{"name": "Where modules run", "hosts": "localhost", "connection": "local",
                                  "gather_facts": False, "tasks": tasks}]))
@@ -64,7 +80,7 @@ def run_playbook(tmp_path, namespace, home):
                # This machine runs as root; without it, ansible leaves out sudo from root to root altogether.
                ANSIBLE_BECOME_ALLOW_SAME_USER="true")
     playbook = str(Path(sys.executable).parent / "ansible-playbook")
-    done = subprocess.run([playbook, "-i", "localhost,", str(play)], cwd=REPO, env=env, capture_output=True,
+    done = subprocess.run([playbook, "-i", str(inventory), str(play)], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=300, check=False)
     try:
         report = json.loads(done.stdout[done.stdout.index("{"):])
@@ -103,9 +119,14 @@ def test_plain_tasks_run_in_process_become_and_async_as_module_processes(cluster
     assert missing.get("failed") and MISSING_PYTHON in json.dumps(missing), missing
     become = results["Become"]
     assert become.get("failed") and "pods" not in become, become
-    assert "kube" in become["msg"].lower() or "config" in become["msg"].lower(), become
+    assert f"no kubeconfig at {root_home}/.kube/config" in become["msg"], become
 
     # Async: a module process in the background (a job id, the interpreter started), as the controller user.
     missing = results["Async, missing interpreter"]
     assert missing.get("failed") and MISSING_PYTHON in json.dumps(missing), missing
-    assert lists_the_pod(results["Async"], pod) and results["Async"].get("ansible_job_id"), json.dumps(results["Async"])[:3000]
+    assert lists_the_pod(results["Async"], pod) and results["Async"].get("ansible_job_id"), results["Async"]
+
+    # delegate_to: localhost stays in process; an ssh host gets a module process over ssh, which cannot connect.
+    assert lists_the_pod(results["Delegated to localhost"], pod), results["Delegated to localhost"]
+    far = results["Delegated to an ssh host"]
+    assert far.get("unreachable") and "pods" not in far, far
