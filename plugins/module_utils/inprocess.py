@@ -35,6 +35,7 @@ def _as_sent(value, coders):
     the controller's template tags go)."""
     return json.loads(json.dumps(value, cls=coders[0]), cls=coders[1])
 
+
 _context = None
 
 

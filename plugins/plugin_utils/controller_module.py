@@ -37,12 +37,13 @@ def run_in_worker(action, main, args, check_mode, diff, name=None):
     """main()'s result, run in this worker with the task's `environment` in os.environ (a module process gets it
     on its command line); this worker runs this one task, and the environment is put back after. name is the
     module's name in its messages (the task's action unless given)."""
+    module_name = name or action._task.action
     environment = {}
     action._compute_environment_string(environment)
     saved = dict((name, os.environ.get(name)) for name in environment)
     os.environ.update((str(name), str(value)) for name, value in environment.items())
     try:
-        return run_in_controller(main, args, check_mode, diff, name=name or action._task.action)
+        return run_in_controller(main, args, check_mode, diff, name=module_name)
     finally:
         for name, value in saved.items():
             if value is None:

@@ -29,6 +29,7 @@ def _controller_python():
     with open(PLAYBOOK_BIN) as script:
         return script.readline()[2:].strip()
 
+
 PROBE = '''#!/usr/bin/python
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
@@ -170,8 +171,8 @@ def report(tmp_path_factory):
     try:
         return json.loads(done.stdout[done.stdout.index('{'):])
     except ValueError:
-        pytest.fail('ansible-playbook gave no report: rc=%s\n%s\n%s' % (done.returncode, done.stdout[-3000:],
-                                                                         done.stderr[-3000:]))
+        pytest.fail('ansible-playbook gave no report: rc=%s\n%s\n%s'
+                    % (done.returncode, done.stdout[-3000:], done.stderr[-3000:]))
 
 
 def _result(report, name):
