@@ -81,6 +81,11 @@ class ControllerModule(object):
         if self.check_mode and not supports_check_mode:
             self.exit_json(skipped=True, msg='remote module (%s) does not support check mode' % self._name)
 
+    @property
+    def no_log_values(self):
+        """As AnsibleModule's: values removed from the result (a secret the module read itself goes in here)."""
+        return self._no_log_values
+
     def warn(self, warning):
         self._warnings.append(warning)
 

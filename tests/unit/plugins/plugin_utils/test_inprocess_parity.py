@@ -70,6 +70,10 @@ def main():
         module.warn('second warning')
     if action == 'deprecate':
         module.deprecate('this option goes away', version='9.0.0', collection_name='llmops.ollama')
+    if action == 'no_log_values':
+        # AnsibleK8SModule keeps its AnsibleModule (and no_log_values) in _module, as ollama_client reaches it.
+        getattr(module, '_module', module).no_log_values.add('read-by-the-module')
+        module.exit_json(found='it was read-by-the-module', again=['read-by-the-module'])
     if action == 'requires':
         module.requires('kubernetes', '999.0.0', reason='to test requires')
     if action == 'fail':
@@ -119,6 +123,7 @@ CASES = [
     ('no_log in the result', {'name': 'a', 'token': 'S3cret-value'}, {}),
     ('no_log from the environment', {'name': 'a'}, {'environment': {'PROBE_TOKEN': 'env-s3cret'}}),
     ('task no_log', {'name': 'a', 'token': 'S3cret-value'}, {'no_log': True}),
+    ('no_log_values added by the module', {'name': 'a', 'action': 'no_log_values'}, {}),
     ('missing required', {}, {}),
     ('unknown option', {'name': 'a', 'colour': 'red'}, {}),
     ('bad type', {'name': 'a', 'count': 'many'}, {}),
@@ -206,13 +211,16 @@ def test_the_cases_reach_what_they_test(report):
     assert failed['failed'] and 'S3cret-value' not in json.dumps(failed) and failed['same_as_secret'] is True
     assert 'env-s3cret' not in json.dumps(_result(report, 'k8s no_log from the environment inproc'))
     assert 'S3cret-value' not in json.dumps(_result(report, 'k8s task no_log inproc'))
+    added = _result(report, 'k8s no_log_values added by the module inproc')
+    assert 'read-by-the-module' not in json.dumps(added) and added['found'].startswith('it was ')
     for case in ('missing required', 'unknown option', 'bad type', 'bad choice', 'mutually exclusive',
                  'required if', 'requires'):
         assert _result(report, 'k8s %s inproc' % case)['failed'], case
 
 
 # What the parity cases above cover of a module object; a module run in process may use no other attribute.
-COVERED = {'params', 'check_mode', '_diff', 'exit_json', 'fail_json', 'warn', 'deprecate', 'requires'}
+COVERED = {'params', 'check_mode', '_diff', 'exit_json', 'fail_json', 'warn', 'deprecate', 'requires',
+           'no_log_values', '_module'}
 
 
 def _in_process_sources():
@@ -239,5 +247,10 @@ def test_every_module_attribute_the_in_process_modules_use_is_covered():
         for node in ast.walk(tree):
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == 'module':
                 used.setdefault(node.attr, set()).add(os.path.basename(path))
+            # getattr(module, 'name', ...) is a use as well
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == 'getattr'
+                    and len(node.args) >= 2 and isinstance(node.args[0], ast.Name) and node.args[0].id == 'module'
+                    and isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str)):
+                used.setdefault(node.args[1].value, set()).add(os.path.basename(path))
     assert {'params', 'exit_json', 'fail_json'} <= set(used)
     assert not set(used) - COVERED, dict((a, sorted(used[a])) for a in set(used) - COVERED)
