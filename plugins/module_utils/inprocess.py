@@ -47,6 +47,11 @@ class ControllerModule(object):
         if self.check_mode and not supports_check_mode:
             self.exit_json(skipped=True, msg='this module does not support check mode')
 
+    @property
+    def no_log_values(self):
+        """As AnsibleModule's: values removed from the result (a key the module read itself goes in here)."""
+        return self._no_log_values
+
     def requires(self, *_args, **_kwargs):
         """The controller imported the module's libraries already, or the action ran the module as a process."""
 
