@@ -54,7 +54,8 @@ _DURATION_UNITS = {'ns': 1e-9, 'us': 1e-6, '\u00b5s': 1e-6, '\u03bcs': 1e-6, 'ms
 # applies when neither the defaults nor ollama_workload_env set it.
 LOAD_TIMEOUT_DEFAULT = '10m'
 OLLAMA_BUILTIN_LOAD_TIMEOUT = 300.0
-STARTUP_PERIOD = 10
+# A started pod turns Ready within this many seconds of Ollama answering (the budget sets the threshold).
+STARTUP_PERIOD = 2
 
 # Config keys (the plan's variables are ollama_<key>) with their defaults. The workload_* keys are the
 # ollama_workload role's settings the startup budget is checked against.
@@ -320,7 +321,7 @@ def probes(budget):
         # Ready while it answers through the gate: every container says whether it can serve (checkov CKV_K8S_9).
         'ollama_readiness': {'path': READY_PATH, 'period': 10, 'timeout': 5, 'failure_threshold': 3},
         # The gate: ready while Ollama answers /api/version through it, alive while nginx answers itself.
-        'gate_readiness': {'path': READY_PATH, 'period': 5, 'timeout': 5, 'failure_threshold': 2},
+        'gate_readiness': {'path': READY_PATH, 'period': 2, 'timeout': 5, 'failure_threshold': 5},
         'gate_liveness': {'path': HEALTH_PATH, 'period': 10, 'timeout': 3, 'failure_threshold': 3},
     }
 

@@ -39,7 +39,7 @@ SCRIPT_KEY = 'self_heal.sh'
 # 1.33). Before, the API server drops the field and the sidecar would block the pod's start as a plain init container.
 SIDECARS_FROM = (1, 29)
 # The sidecar's readiness: the marker, checked every few seconds (a file test, no request to Ollama).
-PROBE = {'period': 5, 'timeout': 5, 'failure_threshold': 1}
+PROBE = {'period': 2, 'timeout': 5, 'failure_threshold': 1}
 
 _REGISTRY = re.compile(r'^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$')
 
