@@ -20,7 +20,7 @@ from pathlib import Path
 from . import build, hosts, models, netpol, network, pki, profiles, registry, runtime, traefik
 from .errors import SimError
 from .kube import Kube, wait_for
-from .paths import SIM_ROOT, cache_dir, read_versions, state_dir
+from .paths import SIM_ROOT, cache_dir, failed_start_logs, read_versions, state_dir
 
 HOST = "127.0.0.1"
 SERVICE_CIDR = "10.96.0.0/16"
@@ -233,7 +233,7 @@ class Cluster:
 
     def _keep_failed_logs(self) -> None:
         """A failed start removes its state; its logs move to the cache so the cause stays readable."""
-        kept = cache_dir() / "failed-start-logs"
+        kept = failed_start_logs(self.dir)
         shutil.rmtree(kept, ignore_errors=True)
         if self.logs.exists():
             shutil.copytree(self.logs, kept)
@@ -306,7 +306,7 @@ class Cluster:
             lines = (self.logs / f"{name}.log").read_text(errors="replace").strip().splitlines()
             cause = next((line for line in reversed(lines) if "error" in line.lower()), lines[-1] if lines else "no output")
             raise SimError(f"{name} exited during start: {cause.strip()[:300]}",
-                           f"read {cache_dir() / 'failed-start-logs' / (name + '.log')}, mend the cause, "
+                           f"read {failed_start_logs(self.dir) / (name + '.log')}, mend the cause, "
                            "then run make sim-up again")
 
     def _wait(self, state, name, predicate, timeout, interval=0.5):

@@ -21,6 +21,7 @@ import threading
 from pathlib import Path
 
 from .errors import SimError
+from .paths import state_suffix
 
 NODE_IP = "10.250.0.1"
 GATEWAY_IP = "169.254.1.1"
@@ -31,7 +32,7 @@ _setns_lock = threading.Lock()
 
 
 def suffix(state_dir: Path) -> str:
-    return hashlib.sha1(str(Path(state_dir).resolve()).encode()).hexdigest()[:6]
+    return state_suffix(state_dir)
 
 
 def names(state_dir: Path) -> dict:

@@ -1,5 +1,6 @@
 """Where the simulator keeps its versions file, build cache and state."""
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -16,6 +17,17 @@ def cache_dir() -> Path:
 
 def state_dir() -> Path:
     return Path(os.environ.get("LLMOPS_SIM_STATE", REPO_ROOT / ".sim"))
+
+
+def state_suffix(state: Path) -> str:
+    """Six hex digits that tell clusters apart by their state directory (names of links, namespaces, logs)."""
+    return hashlib.sha1(str(Path(state).resolve()).encode()).hexdigest()[:6]
+
+
+def failed_start_logs(state: Path = None) -> Path:
+    """Where a failed start keeps its logs: one directory per state directory, so clusters side by side keep theirs."""
+    state = Path(state or state_dir())
+    return cache_dir() / "failed-start-logs" / f"{state.name.lstrip('.') or 'sim'}-{state_suffix(state)}"
 
 
 def read_versions(path: Path = None) -> dict:

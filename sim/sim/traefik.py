@@ -21,7 +21,7 @@ import yaml
 
 from .errors import SimError
 from .kube import wait_for
-from .paths import cache_dir
+from .paths import failed_start_logs
 
 NAMESPACE = "kube-system"
 NAME = "traefik"
@@ -327,7 +327,7 @@ def wait_ready(api, ingress_port: int, timeout: float = READY_TIMEOUT, interval:
             return
         if time.monotonic() >= deadline:
             # A failed start moves the state's logs to the cache.
-            logs = cache_dir() / "failed-start-logs"
+            logs = failed_start_logs()
             where = f"{logs / 'simctl.log'} (the ingress listener's log)" if "ingress listener" in reason else \
                 f"the Traefik pod's log in {logs / 'pods'}"
             raise SimError(f"Traefik ({NAMESPACE}/{NAME}) was not Ready within {timeout:.0f}s: {reason}",
