@@ -172,7 +172,7 @@ def test_one_run_converges_three_clusters_each_with_its_own_settings(fleet, conv
         kind, replicas, ready = workload(cluster, settings["ollama_namespace"])
         assert (replicas, ready) == (settings["ollama_replicas"], settings["ollama_replicas"]), (name, kind)
         assert kind == ("statefulset" if settings["ollama_replicas"] > 1 else "deployment"), (name, kind)
-        wanted = sorted(cluster.model(m).split("/", 1)[1] for m in settings["models"])
+        wanted = sorted(cluster.model(m) for m in settings["models"])
         on_replicas = models_on_replicas(cluster, settings["ollama_namespace"])
         assert len(on_replicas) == settings["ollama_replicas"], on_replicas
         assert all(models == wanted for models in on_replicas.values()), (name, on_replicas, wanted)
@@ -214,7 +214,7 @@ def test_a_cluster_whose_api_server_is_gone_fails_alone_with_the_reason(fleet, c
     assert "FLEET REPORT: 3 cluster(s), 2 ok, 1 failed" in run["stderr"], run["stderr"][-2000:]
     # The other two went on to the end: f3 pulled its new model on its replica; f1 changed nothing.
     assert run["stats"]["f3-eks"]["changed"] > 0 and run["stats"]["f1-k3s"]["changed"] == 0, show(run)
-    wanted = sorted(fleet["f3-eks"].model(m).split("/", 1)[1] for m in ("tiny-a", "tiny-b"))
+    wanted = sorted(fleet["f3-eks"].model(m) for m in ("tiny-a", "tiny-b"))
     assert all(m == wanted for m in models_on_replicas(fleet["f3-eks"], "fleet-c").values())
     # The broken cluster's workload is as the first run left it.
     assert workload(fleet["f2-baremetal"], "fleet-b")[1:] == (1, 1)
