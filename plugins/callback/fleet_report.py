@@ -19,7 +19,7 @@ description:
   - The collection's C(ansible.cfg) enables it; elsewhere add it to C(callbacks_enabled)
     (C(ANSIBLE_CALLBACKS_ENABLED=llmops.ollama.fleet_report)).
 author:
-  - llmops.ollama maintainers
+  - llmops.ollama maintainers (@llmops-ollama)
 requirements:
   - enabled in C(callbacks_enabled)
 options:
@@ -130,8 +130,8 @@ class CallbackModule(CallbackBase):
             elif outcome['status'] == 'not run':
                 lines.append('  %s  not run (left out of this run: --limit)' % label)
             else:
-                lines.append('  %s  %s in play "%s", task "%s":' % (label, outcome['status'], outcome['play'],
-                                                                   outcome['task']))
+                where = (label, outcome['status'], outcome['play'], outcome['task'])
+                lines.append('  %s  %s in play "%s", task "%s":' % where)
                 lines.extend('      ' + line for line in _trim(outcome['msg']))
         to_stderr = str(C.config.get_config_value('DEFAULT_STDOUT_CALLBACK') or '').endswith('json')
         self._display.display('\n'.join(lines), stderr=to_stderr)
