@@ -116,13 +116,13 @@ def write_inventory(path, hosts):
     return path
 
 
-def site(inventory, report_path, timeout=RUN_TIMEOUT):
+def site(inventory, report_path, timeout=RUN_TIMEOUT, playbook="site.yml"):
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
                ANSIBLE_NOCOLOR="1", LLMOPS_FLEET_REPORT=str(report_path))
     for key in [k for k in env if k.startswith(("LLMOPS_SIM_", "K8S_AUTH_"))]:
         env.pop(key)  # each cluster host names its own cluster; nothing falls back to the environment
     started = time.monotonic()
-    done = subprocess.run([str(REPO / ".venv/bin/ansible-playbook"), str(REPO / "playbooks/site.yml"),
+    done = subprocess.run([str(REPO / ".venv/bin/ansible-playbook"), str(REPO / "playbooks" / playbook),
                            "-i", str(inventory)], capture_output=True, text=True, env=env, cwd=REPO,
                           timeout=timeout, check=False)
     stdout = done.stdout
@@ -232,3 +232,15 @@ def test_two_hosts_on_one_workload_of_one_cluster_are_refused_before_any_change(
         assert "reach the same cluster" in run["report"][host]["msg"], run["report"][host]
         assert "Fix: give each cluster host its own ollama_kubeconfig or ollama_context" in run["report"][host]["msg"]
     assert cluster.kubectl("get", "namespace", "fleet-twin", check=False).returncode != 0
+
+
+def test_uninstall_over_the_fleet_removes_each_clusters_workload_and_keeps_its_models(fleet, converged):
+    assert converged["first"]["rc"] == 0, show(converged["first"])
+    run = site(converged["inventory"], converged["tmp"] / "uninstall.json", playbook="uninstall.yml")
+    assert run["rc"] == 0, show(run)
+    assert {n: r["status"] for n, r in run["report"].items()} == {n: "ok" for n in FLEET}, run["report"]
+    for name, cluster in fleet.items():
+        namespace = FLEET[name][1]["ollama_namespace"]
+        assert workload(cluster, namespace)[0] is None, name
+        claims = cluster.get("pvc", "-n", namespace)["items"]
+        assert len(claims) == FLEET[name][1]["ollama_replicas"], (name, [c["metadata"]["name"] for c in claims])
