@@ -20,6 +20,7 @@ from ansible_collections.llmops.ollama.plugins.module_utils.plan import (
 from ansible_collections.llmops.ollama.plugins.module_utils.values import as_bool
 from ansible_collections.llmops.ollama.plugins.module_utils.variable_names import PREFIXES, STRICT_VARIABLE, check_names
 from ansible_collections.llmops.ollama.plugins.plugin_utils.known_variables import known_variables
+from ansible_collections.llmops.ollama.plugins.plugin_utils.fleet import CLUSTER_KEYS, shared_deployments
 from ansible_collections.llmops.ollama.plugins.modules import cluster_info
 from ansible_collections.llmops.ollama.plugins.plugin_utils.controller_module import runs_in_controller, run_in_worker
 
@@ -37,6 +38,23 @@ class ActionModule(ActionBase):
                                  name='llmops.ollama.cluster_info')
         return self._execute_module(module_name='llmops.ollama.cluster_info', module_args=module_args,
                                     task_vars=task_vars)
+
+    def _fleet_errors(self, task_vars):
+        """In a run over several clusters (a fleet), two hosts must not converge one workload of one cluster."""
+        hosts = list(task_vars.get('ansible_play_hosts_all') or [])
+        host = task_vars.get('inventory_hostname')
+        if len(hosts) < 2 or host not in hosts:
+            return []
+        hostvars = task_vars.get('hostvars') or {}
+        keys = CLUSTER_KEYS + ('ollama_namespace', 'ollama_name')
+        seen = {}
+        for name in hosts:
+            if name == host:
+                seen[name] = dict((k, self._templar.template(task_vars.get(k))) for k in keys)
+            else:
+                theirs = hostvars[name]
+                seen[name] = dict((k, theirs.get(k)) for k in keys)
+        return shared_deployments(host, seen)
 
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
@@ -73,6 +91,7 @@ class ActionModule(ActionBase):
             facts = read['cluster']
             result['cluster'] = facts
         plan = compute_plan(facts, config)
+        name_errors = name_errors + self._fleet_errors(task_vars)
         if name_warnings or name_errors:
             plan['warnings'] = name_warnings + list(plan['warnings'])
             plan['errors'] = name_errors + list(plan['errors'])
