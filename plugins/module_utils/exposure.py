@@ -590,7 +590,8 @@ def decide_network_policies(facts, settings, namespace, pod_selector, ingress, h
         controller_ns = ''
     result = {'enabled': enabled, 'egress_enabled': enabled and egress_enabled, 'pod_selector': dict(pod_selector),
               'port': GATE_PORT, 'api_server_cidrs': [], 'api_server_source': None, 'controller_namespaces': [],
-              'registry_ports': [], 'ingress_spec': None, 'egress_spec': None}
+              'registry_ports': [], 'ingress_spec': None, 'egress_spec': None, 'cache_ingress_spec': None,
+              'cache_egress_spec': None}
     if not enabled:
         return result
 
@@ -643,18 +644,37 @@ def decide_network_policies(facts, settings, namespace, pod_selector, ingress, h
     result['ingress_spec'] = {'podSelector': {'matchLabels': dict(pod_selector)}, 'policyTypes': ['Ingress'],
                               'ingress': rules}
 
+    cache = settings.get('model_cache') or {}
+    if cache.get('enabled'):
+        # The model cache's pod: only the Ollama pods reach its ports (they pull through it).
+        cache_ports = [{'port': port, 'protocol': 'TCP'} for port in cache['ports']]
+        result['cache_ingress_spec'] = {
+            'podSelector': {'matchLabels': dict(cache['selector'])}, 'policyTypes': ['Ingress'],
+            'ingress': [{'from': [{'podSelector': {'matchLabels': dict(pod_selector)}}], 'ports': cache_ports}]
+            if cache_ports else []}
     if result['egress_enabled']:
         targets = registry_ports(models, settings['insecure_registries'])
         result['registry_ports'] = ['%s:%d' % t for t in targets]
         destinations = [{'ipBlock': {'cidr': cidr}} for cidr in egress_cidrs]
-        egress = [{'to': [{'namespaceSelector': {'matchLabels': {METADATA_NAME: DNS_NAMESPACE}}}],
-                   'ports': [{'port': 53, 'protocol': 'UDP'}, {'port': 53, 'protocol': 'TCP'}]}]
+        dns = {'to': [{'namespaceSelector': {'matchLabels': {METADATA_NAME: DNS_NAMESPACE}}}],
+               'ports': [{'port': 53, 'protocol': 'UDP'}, {'port': 53, 'protocol': 'TCP'}]}
+        egress = [dns]
         ports = sorted(set(port for _host, port in targets))
+        registry_rule = None
         if ports:
-            rule = {'ports': [{'port': port, 'protocol': 'TCP'} for port in ports]}
+            registry_rule = {'ports': [{'port': port, 'protocol': 'TCP'} for port in ports]}
             if destinations:
-                rule['to'] = destinations
-            egress.append(rule)
+                registry_rule['to'] = destinations
+        if cache.get('enabled'):
+            # Ollama pulls through the cache only; the cache alone reaches the registries.
+            if cache['ports']:
+                egress.append({'to': [{'podSelector': {'matchLabels': dict(cache['selector'])}}],
+                               'ports': [{'port': port, 'protocol': 'TCP'} for port in cache['ports']]})
+            result['cache_egress_spec'] = {
+                'podSelector': {'matchLabels': dict(cache['selector'])}, 'policyTypes': ['Egress'],
+                'egress': [copy.deepcopy(dns)] + ([copy.deepcopy(registry_rule)] if registry_rule else [])}
+        elif registry_rule:
+            egress.append(registry_rule)
         egress.extend(extra_egress)
         result['egress_spec'] = {'podSelector': {'matchLabels': dict(pod_selector)}, 'policyTypes': ['Egress'],
                                  'egress': egress}
