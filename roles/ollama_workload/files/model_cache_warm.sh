@@ -15,6 +15,7 @@ set -u
 
 LIST=${LLMOPS_CACHE_LIST:-/etc/llmops-cache/models}
 WAIT=${LLMOPS_CACHE_REGISTRY_WAIT:-120}
+READ_TIMEOUT=${LLMOPS_CACHE_READ_TIMEOUT:-60}
 NAME=${LLMOPS_CACHE_NAME:-model-cache}
 TMP=${TMPDIR:-/tmp}
 ACCEPT='application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json'
@@ -33,8 +34,9 @@ said() {
     tr '\r' '\n' <"$TMP/wget.err" | grep -v '^[[:space:]]*$' | tail -n 1
 }
 
+# -T: seconds without data before a request is given up (not a bound on a large blob's whole download).
 get() {
-    wget -O "$1" "$2" 2>"$TMP/wget.err"
+    wget -T "$READ_TIMEOUT" -O "$1" "$2" 2>"$TMP/wget.err"
 }
 
 fix_reach() {
@@ -46,7 +48,7 @@ fix_reach() {
 # Each registry container answers on its own port first.
 for port in $(awk '!/^#/ && NF { print $1 }' "$LIST" | sort -u); do
     n=0
-    until wget -O /dev/null "http://127.0.0.1:$port/v2/" 2>"$TMP/wget.err"; do
+    until wget -T 5 -O /dev/null "http://127.0.0.1:$port/v2/" 2>"$TMP/wget.err"; do
         n=$((n + 1))
         [ "$n" -lt "$WAIT" ] || fail "the registry on 127.0.0.1:$port did not answer within ${WAIT}s: $(said). Fix: see kubectl logs deploy/$NAME -c registry-$((port - 5100))"
         sleep 1
@@ -62,7 +64,7 @@ while read -r port repository tag upstream <&3; do
     esac
     index=$((port - 5100))
     manifest="$TMP/manifest.json"
-    if ! wget -O "$manifest" --header "Accept: $ACCEPT" "http://127.0.0.1:$port/v2/$repository/manifests/$tag" 2>"$TMP/wget.err"; then
+    if ! wget -T "$READ_TIMEOUT" -O "$manifest" --header "Accept: $ACCEPT" "http://127.0.0.1:$port/v2/$repository/manifests/$tag" 2>"$TMP/wget.err"; then
         fail "cannot fetch $repository:$tag from $upstream through the cache: $(said). $(fix_reach "$upstream" "$index"); or check the model's name and tag at $upstream"
     fi
     for digest in $(grep -o 'sha256:[0-9a-f]\{64\}' "$manifest" | sort -u); do

@@ -1,0 +1,145 @@
+"""The model cache (ollama_model_cache) on the simulated cluster: site.yml deploys the pull-through registry, the
+replicas pull through it under NetworkPolicies that kube-router enforces, and the model registry serves each
+model once. The registry's access log (one line "METHOD PATH STATUS BYTES" per request) proves what it served;
+the replicas' /api/tags, what clients see. The cache pod runs CNCF Distribution (the simulator builds the release
+the collection's image pins) behind the collection's nginx front.
+"""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(REPO / ".collections"))
+NAME = "ollama"
+SELECTOR = f"app.kubernetes.io/name=ollama,app.kubernetes.io/instance={NAME}"
+CACHE_SELECTOR = f"app.kubernetes.io/name=ollama-model-cache,app.kubernetes.io/instance={NAME}"
+
+
+@pytest.fixture(autouse=True)
+def cluster_auth(monkeypatch, cluster):
+    monkeypatch.setenv("K8S_AUTH_KUBECONFIG", str(cluster.kubeconfig))
+
+
+def converge(playbook, cluster, namespace, models, **variables):
+    extra = {"ollama_namespace": namespace, "ollama_models": models, "ollama_model_cache": True,
+             "ollama_replicas": 2, "ollama_storage_mode": "per_replica"}
+    extra.update(variables)
+    return playbook("site.yml", extra)
+
+
+def access_log(cluster):
+    return Path(cluster.kubeconfig).parent / "registry" / "logs" / "registry-access.log"
+
+
+def log_lines(path):
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def blob_bytes(lines):
+    sent = 0
+    for line in lines:
+        method, path, _status, size = line.split(" ")
+        if method == "GET" and ("/blobs/" in path or path.startswith("/_sim/blobs/")):
+            sent += int(size)
+    return sent
+
+
+def model_bytes(model):
+    from ansible_collections.llmops.ollama.plugins.module_utils import ollama_client
+    return ollama_client.fetch_manifest(model, [model.split("/", 1)[0]])["size"]
+
+
+def live(cluster, namespace, selector):
+    return [p for p in cluster.get("pods", "-n", namespace, "-l", selector)["items"]
+            if not p["metadata"].get("deletionTimestamp")]
+
+
+def tags(cluster, namespace, pod):
+    answer = cluster.ollama(namespace, pod, "/api/tags", check=False, timeout=10)
+    return {m["name"]: "sha256:" + m["digest"] for m in answer.get("models") or []}
+
+
+def failures(run):
+    return "\n".join(result.get("msg", "") for play in run.report.get("plays", []) for task in play.get("tasks", [])
+                     for result in task["hosts"].values() if result.get("failed"))
+
+
+@pytest.mark.profile("k3s")
+def test_two_replicas_through_the_cache_fetch_each_model_once_and_keep_its_name(playbook, cluster, namespace):
+    models = [cluster.model("tiny-a"), cluster.model("tiny-big")]
+    registry = models[0].split("/", 1)[0]
+    log = access_log(cluster)
+    before = len(log_lines(log))
+    run = converge(playbook, cluster, namespace, models)
+    assert run.rc == 0, run
+    served = blob_bytes(log_lines(log)[before:])
+    wanted = sum(model_bytes(m) for m in models)
+    # Every blob once from the registry, for both replicas (without the cache: twice).
+    assert wanted <= served <= 1.1 * wanted, (served, wanted)
+    pods = live(cluster, namespace, SELECTOR)
+    assert len(pods) == 2
+    for pod in pods:
+        # The models under their own names and digests; no cache-named copy left.
+        assert tags(cluster, namespace, pod["metadata"]["name"]) == {m: cluster.models[m] for m in models}
+    (cache,) = live(cluster, namespace, CACHE_SELECTOR)
+    assert any(c["type"] == "Ready" and c["status"] == "True" for c in cache["status"]["conditions"])
+    # The replicas reach only the cache; the cache alone reaches the registry.
+    egress = cluster.get("networkpolicy", f"{NAME}-egress", "-n", namespace)["spec"]["egress"]
+    assert {p["port"] for rule in egress for p in rule.get("ports") or []} == {53, 5000}
+    assert any(peer.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name") == "ollama-model-cache"
+               for rule in egress for peer in rule.get("to") or [])
+    cache_egress = cluster.get("networkpolicy", f"{NAME}-model-cache-egress", "-n", namespace)["spec"]["egress"]
+    assert int(registry.rsplit(":", 1)[1]) in {p["port"] for rule in cache_egress for p in rule.get("ports") or []}
+
+    # A second converge changes nothing and fetches nothing.
+    before = len(log_lines(log))
+    again = converge(playbook, cluster, namespace, models)
+    assert again.rc == 0, again
+    assert again.changed == 0, [t["task"]["name"] for p in again.report["plays"] for t in p["tasks"]
+                                if any(h.get("changed") for h in t["hosts"].values())]
+    assert blob_bytes(log_lines(log)[before:]) == 0
+
+    # A replica that loses its store heals through the cache: the registry serves nothing.
+    before = len(log_lines(log))
+    victim = pods[0]
+    cluster.kubectl("delete", "pvc", f"models-{NAME}-0", "-n", namespace, "--wait=false")
+    cluster.kubectl("delete", "pod", f"{NAME}-0", "-n", namespace, "--wait=false")
+
+    def healed():
+        fresh = [p for p in live(cluster, namespace, SELECTOR) if p["metadata"]["uid"] != victim["metadata"]["uid"]
+                 and p["metadata"]["name"] == f"{NAME}-0"]
+        if fresh and any(c["type"] == "Ready" and c["status"] == "True" for c in fresh[0]["status"].get("conditions") or []):
+            return fresh[0]
+        return None
+    pod = cluster.wait_for(healed, timeout=180, what="ollama-0 Ready again on a new claim")
+    assert tags(cluster, namespace, pod["metadata"]["name"]) == {m: cluster.models[m] for m in models}
+    assert blob_bytes(log_lines(log)[before:]) == 0
+
+
+@pytest.mark.profile("k3s")
+def test_bad_cache_settings_stop_the_run_before_any_write(playbook, cluster, namespace):
+    models = [cluster.model("tiny-a")]
+    run = converge(playbook, cluster, namespace, models, ollama_model_cache_size="1Mi",
+                   ollama_model_cache_storage_class="no-such-class")
+    assert run.rc != 0
+    said = failures(run)
+    assert "ollama_model_cache_size" in said and "smaller than the models" in said, said
+    assert "ollama_model_cache_storage_class" in said and "'no-such-class'" in said, said
+    assert cluster.kubectl("get", "namespace", namespace, check=False).returncode != 0 or \
+        not cluster.get("pvc", "-n", namespace)["items"]
+
+
+@pytest.mark.profile("k3s")
+def test_a_registry_the_cache_cannot_reach_fails_at_pull_time_with_the_reason(playbook, cluster, namespace):
+    # The controller reads the registry (the plan's sizes), but the egress policy lets the cache reach only an
+    # address range the registry is not in: the plan cannot know, the cache's warm step finds out.
+    model = cluster.model("tiny-a")
+    registry = model.split("/", 1)[0]
+    run = converge(playbook, cluster, namespace, [model], ollama_workload_egress_cidrs=["192.0.2.0/24"],
+                   model_pull_cache_timeout=150, ollama_replicas=1, ollama_storage_mode="auto")
+    assert run.rc != 0
+    said = failures(run)
+    assert "model cache" in said and f"http://{registry}" in said and "Fix:" in said, said
+    assert "egress policy" in said, said
