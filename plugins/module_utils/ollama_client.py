@@ -573,6 +573,10 @@ def pull_through_cache(endpoint, model, timeout=60, **kwargs):
     try:
         endpoint.request('POST', '/api/copy', {'source': model['via'], 'destination': model['name']}, timeout=timeout)
     except OllamaError as exc:
+        # The self-heal sidecar pulls the same name at the same time (Ollama shares the download) and may have
+        # copied it and removed the cache-named manifest first.
+        if model['key'] in index_tags(endpoint.tags(timeout=timeout)):
+            return outcome
         raise OllamaError('pulled %s through the model cache as %s, but copying it to %s failed: %s'
                           % (model['name'], model['via'], model['name'], exc.message),
                           'look at the Ollama log of %s, then run again' % endpoint.description, kind=exc.kind)

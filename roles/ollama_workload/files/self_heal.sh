@@ -78,6 +78,10 @@ pull_via() {
     child=
     [ "$status" = 0 ] || return $status
     if ! ollama cp "$2" "$1" >>"$STATE/pull.log" 2>&1; then
+        # The model_pull role pulls the same name at the same time and may have copied and removed it first.
+        if listed && [ -n "$(id_of "$1")" ]; then
+            return 0
+        fi
         status=1
         return 1
     fi

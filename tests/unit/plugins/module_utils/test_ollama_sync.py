@@ -243,3 +243,21 @@ def test_an_unreachable_cache_names_the_cache_and_where_it_says_why():
     assert len(errors) == 1
     assert 'model cache ollama-model-cache' in errors[0]
     assert 'kubectl -n ollama logs deploy/ollama-model-cache -c warm' in errors[0]
+
+
+def test_a_copy_that_the_sidecar_made_first_is_no_failure():
+    DIGESTS[CACHED] = 'd' * 64
+    DIGESTS['tiny-a:latest'] = 'd' * 64
+    store = CacheStore('r0', fail_copy=True)
+    real_request = store._request
+
+    def sidecar_copied_first(method, path, body, timeout):
+        if path == '/api/copy':
+            # The sidecar copied it and removed the cache-named manifest: Ollama answers 404 for the source.
+            store.models.discard(CACHED)
+            store.models.add('tiny-a:latest')
+        return real_request(method, path, body, timeout)
+    store._request = sidecar_copied_first
+    ((result, errors),) = oc.sync_endpoints([store], wanted({'name': 'tiny-a', 'via': CACHED}))
+    assert not errors
+    assert result['models'][0]['action'] == 'pulled' and store.models == {'tiny-a:latest'}
