@@ -187,7 +187,24 @@ def pod_summary(pod):
                                         'ready' if ready else 'not ready', image)
     return {'name': meta.get('name'), 'namespace': meta.get('namespace'), 'uid': meta.get('uid'), 'node': node,
             'phase': phase, 'ready': ready, 'terminating': terminating, 'ip': status.get('podIP') or '',
-            'image': image, 'line': line}
+            'image': image, 'line': line, 'init_error': init_error(status)}
+
+
+def init_error(status, failures=2):
+    """``container: message`` of an init container that failed ``failures`` runs (the last one's termination
+    message: one failure may be a blip the kubelet's retry mends), or ''."""
+    for st in status.get('initContainerStatuses') or []:
+        now = (st.get('state') or {}).get('terminated')
+        last = (st.get('lastState') or {}).get('terminated')
+        if now and now.get('exitCode') == 0:
+            continue  # it ended well at last
+        failed_now = bool(now and now.get('exitCode') not in (0, None))
+        runs = (st.get('restartCount') or 0) + (1 if failed_now else 0)
+        term = now if failed_now else last
+        if term and term.get('exitCode') not in (0, None) and runs >= failures:
+            said = (term.get('message') or '').strip().splitlines()
+            return '%s: %s' % (st.get('name'), said[-1] if said else 'exit code %s' % term.get('exitCode'))
+    return ''
 
 
 def read_pods(api, namespace, selector):
