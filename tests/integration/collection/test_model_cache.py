@@ -120,15 +120,16 @@ def test_two_replicas_through_the_cache_fetch_each_model_once_and_keep_its_name(
 
 @pytest.mark.profile("k3s")
 def test_bad_cache_settings_stop_the_run_before_any_write(playbook, cluster, namespace):
-    models = [cluster.model("tiny-a")]
+    models = [cluster.model("tiny-big")]  # 58 MB, read from the registry by the plan
     run = converge(playbook, cluster, namespace, models, ollama_model_cache_size="1Mi",
                    ollama_model_cache_storage_class="no-such-class")
     assert run.rc != 0
     said = failures(run)
     assert "ollama_model_cache_size" in said and "smaller than the models" in said, said
     assert "ollama_model_cache_storage_class" in said and "'no-such-class'" in said, said
-    assert cluster.kubectl("get", "namespace", namespace, check=False).returncode != 0 or \
-        not cluster.get("pvc", "-n", namespace)["items"]
+    # Nothing was written: no claim, no workload, no cache.
+    assert cluster.get("pvc", "-n", namespace)["items"] == []
+    assert cluster.get("deployments,statefulsets", "-n", namespace)["items"] == []
 
 
 @pytest.mark.profile("k3s")
