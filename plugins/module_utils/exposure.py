@@ -572,6 +572,27 @@ def _namespace_peer(name):
     return {'namespaceSelector': {'matchLabels': {METADATA_NAME: name}}}
 
 
+def check_cache_reach(cache, egress_cidrs, report):
+    """A registry named by its address outside ollama_workload_egress_cidrs: the cache's egress policy would shut it
+    out, which the plan can tell before any write (a registry named by host name is only found out at pull time)."""
+    if not egress_cidrs:
+        return
+    networks = [parse_cidr(c) for c in egress_cidrs]
+    for upstream in cache.get('upstreams') or []:
+        host = upstream['host']
+        address = host[1:].split(']', 1)[0] if host.startswith('[') else host.rsplit(':', 1)[0]
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            continue
+        if not any(n is not None and ip.version == n.version and ip in n for n in networks):
+            report.error('workload_egress_cidrs', 'the model cache could not reach registry %s: its address is in '
+                         'none of %s (%s), which the cache\'s egress policy allows'
+                         % (host, variable('workload_egress_cidrs'), ', '.join(egress_cidrs)),
+                         'add %s/%d (or its network) to %s, or clear it' % (
+                             ip, 32 if ip.version == 4 else 128, variable('workload_egress_cidrs')))
+
+
 def decide_network_policies(facts, settings, namespace, pod_selector, ingress, httproute, models, report):
     """The two NetworkPolicies (``ingress_spec``, ``egress_spec``), each selecting only the collection's pods."""
     enabled = settings['network_policy']
@@ -666,6 +687,7 @@ def decide_network_policies(facts, settings, namespace, pod_selector, ingress, h
             if destinations:
                 registry_rule['to'] = destinations
         if cache.get('enabled'):
+            check_cache_reach(cache, egress_cidrs, report)
             # Ollama pulls through the cache only; the cache alone reaches the registries.
             if cache['ports']:
                 egress.append({'to': [{'podSelector': {'matchLabels': dict(cache['selector'])}}],

@@ -133,14 +133,29 @@ def test_bad_cache_settings_stop_the_run_before_any_write(playbook, cluster, nam
 
 
 @pytest.mark.profile("k3s")
-def test_a_registry_the_cache_cannot_reach_fails_at_pull_time_with_the_reason(playbook, cluster, namespace):
-    # The controller reads the registry (the plan's sizes), but the egress policy lets the cache reach only an
-    # address range the registry is not in: the plan cannot know, the cache's warm step finds out.
+def test_a_registry_address_the_cache_policy_shuts_out_is_refused_before_any_write(playbook, cluster, namespace):
     model = cluster.model("tiny-a")
     registry = model.split("/", 1)[0]
-    run = converge(playbook, cluster, namespace, [model], ollama_workload_egress_cidrs=["192.0.2.0/24"],
-                   model_pull_cache_timeout=150, ollama_replicas=1, ollama_storage_mode="auto")
+    run = converge(playbook, cluster, namespace, [model], ollama_workload_egress_cidrs=["192.0.2.0/24"])
     assert run.rc != 0
     said = failures(run)
-    assert "model cache" in said and f"http://{registry}" in said and "Fix:" in said, said
+    assert "ollama_workload_egress_cidrs" in said and registry in said and "model cache could not reach" in said, said
+    assert cluster.get("pvc", "-n", namespace)["items"] == []
+
+
+@pytest.mark.profile("k3s")
+def test_a_registry_the_cache_cannot_reach_fails_at_pull_time_with_the_reason(playbook, cluster, namespace):
+    # An address in the simulator's pod network where nothing listens: neither the plan (the controller falls back
+    # to the declared size) nor anything else can tell before the cache tries it.
+    registry = cluster.model("tiny-a").split("/", 1)[0]
+    host, port = registry.rsplit(":", 1)
+    prefix, last = host.rsplit(".", 1)
+    dead = "%s.%d:%s" % (prefix, int(last) - 20, port)
+    model = cluster.model("tiny-a").replace(registry, dead)
+    run = converge(playbook, cluster, namespace, [{"name": model, "size": "1MB"}],
+                   ollama_insecure_registries=[registry, dead], model_pull_cache_timeout=150,
+                   ollama_replicas=1, ollama_storage_mode="auto")
+    assert run.rc != 0
+    said = failures(run)
+    assert "model cache" in said and f"http://{dead}" in said and "Fix:" in said, said
     assert "egress policy" in said, said

@@ -154,3 +154,12 @@ def test_a_new_model_list_has_a_new_hash():
 def test_via_names_leaves_the_models_alone_without_the_cache():
     models = [{'name': 'a:1'}]
     assert model_cache.via_names(models, {'enabled': False}) is models
+
+
+def test_a_registry_address_outside_the_egress_cidrs_is_refused_before_any_write():
+    result = plan(workload_egress_cidrs=['192.0.2.0/24'])
+    (error,) = errors_of(result, 'ollama_workload_egress_cidrs')
+    assert REGISTRY in error['message'] and 'model cache could not reach' in error['message']
+    assert '10.244.255.250/32' in error['fix']
+    # Inside them: no error; a registry by host name (registry.ollama.ai) is only found out at pull time.
+    assert not errors_of(plan(workload_egress_cidrs=['10.244.0.0/16']), 'ollama_workload_egress_cidrs')
