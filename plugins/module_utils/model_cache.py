@@ -213,9 +213,10 @@ def plan_model_cache(cfg, name, namespace, models, facts, storage, report):
         headroom = DEFAULTS['model_cache_headroom_percent']
     size, size_bytes = check_size(cfg.get('model_cache_size'), headroom, models, report)
     storage_class = choose_class(facts, cfg.get('model_cache_storage_class'), (storage or {}).get('class'), report)
-    if not models:
-        report.warn('%s is true but %s is empty: the cache has nothing to fetch' % (
-            _var('model_cache'), _var('models')))
+    if not cache:
+        # Nothing to fetch: no cache objects (a Service needs a port); its claim, if any, stays.
+        report.warn('%s is true but %s is empty: no model cache is deployed' % (_var('model_cache'), _var('models')))
+        return {'enabled': False}
     host = '%s.%s.svc' % (service, namespace)
     entries = cache_models(models, cache, host)
     listing = warm_list(entries, cache)

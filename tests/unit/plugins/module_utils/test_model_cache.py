@@ -163,3 +163,9 @@ def test_a_registry_address_outside_the_egress_cidrs_is_refused_before_any_write
     assert '10.244.255.250/32' in error['fix']
     # Inside them: no error; a registry by host name (registry.ollama.ai) is only found out at pull time.
     assert not errors_of(plan(workload_egress_cidrs=['10.244.0.0/16']), 'ollama_workload_egress_cidrs')
+
+
+def test_no_models_no_cache_objects():
+    result = plan([])
+    assert result['model_cache'] == {'enabled': False}
+    assert any('no model cache is deployed' in w for w in result['warnings'])
