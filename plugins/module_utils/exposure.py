@@ -694,7 +694,8 @@ def decide_network_policies(facts, settings, namespace, pod_selector, ingress, h
                                'ports': [{'port': port, 'protocol': 'TCP'} for port in cache['ports']]})
             result['cache_egress_spec'] = {
                 'podSelector': {'matchLabels': dict(cache['selector'])}, 'policyTypes': ['Egress'],
-                'egress': [copy.deepcopy(dns)] + ([copy.deepcopy(registry_rule)] if registry_rule else [])}
+                'egress': [copy.deepcopy(dns)] + ([copy.deepcopy(registry_rule)] if registry_rule else [])
+                + copy.deepcopy(extra_egress)}
         elif registry_rule:
             egress.append(registry_rule)
         egress.extend(extra_egress)

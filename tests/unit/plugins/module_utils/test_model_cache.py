@@ -143,6 +143,11 @@ def test_the_replicas_reach_only_the_cache_and_the_cache_reaches_the_registries(
     # The cache's egress keeps the destinations the user restricts the registries to.
     restricted = plan(workload_egress_cidrs=['10.0.0.0/8'])['network_policy']['cache_egress_spec']
     assert restricted['egress'][1]['to'] == [{'ipBlock': {'cidr': '10.0.0.0/8'}}]
+    # The user's extra egress rules (a proxy, a registry's other addresses) apply to the cache too.
+    extra = [{'to': [{'ipBlock': {'cidr': '203.0.113.0/24'}}], 'ports': [{'port': 3128, 'protocol': 'TCP'}]}]
+    result = plan(workload_extra_egress=extra)
+    assert result['ok'], result['errors']
+    assert result['network_policy']['cache_egress_spec']['egress'][-1] == extra[0]
 
 
 def test_a_new_model_list_has_a_new_hash():
