@@ -1,10 +1,12 @@
 """The model cache (ollama_model_cache) on the simulated cluster: site.yml deploys the pull-through registry, the
 replicas pull through it under NetworkPolicies that kube-router enforces, and the model registry serves each
-model once. The registry's access log (one line "METHOD PATH STATUS BYTES" per request) proves what it served;
-the replicas' /api/tags, what clients see. The cache pod runs CNCF Distribution (the simulator builds the release
-the collection's image pins) behind the collection's nginx front.
+model once. The registry's request log (one JSON line per request, with its client) proves what it served to the
+namespace's pods, told apart from the controller, whose plan reads each model's GGUF header on every run; the
+replicas' /api/tags, what clients see. The cache pod runs CNCF Distribution (the simulator builds the release the
+collection's image pins) behind the collection's nginx front.
 """
 
+import json
 import sys
 from pathlib import Path
 
@@ -29,21 +31,23 @@ def converge(playbook, cluster, namespace, models, **variables):
     return playbook("site.yml", extra)
 
 
-def access_log(cluster):
-    return Path(cluster.kubeconfig).parent / "registry" / "logs" / "registry-access.log"
+def request_log(cluster):
+    return Path(cluster.kubeconfig).parent / "registry" / "logs" / "registry-requests.jsonl"
 
 
-def log_lines(path):
-    return path.read_text().splitlines() if path.exists() else []
+def entries(path):
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
-def blob_bytes(lines):
-    sent = 0
-    for line in lines:
-        method, path, _status, size = line.split(" ")
-        if method == "GET" and ("/blobs/" in path or path.startswith("/_sim/blobs/")):
-            sent += int(size)
-    return sent
+def blob_bytes(logged, clients):
+    """Blob bytes the registry sent to these clients (the namespace's pods: the cache and the replicas; the
+    controller's plan reads GGUF headers from the registry on every run, from the node's address)."""
+    return sum(e["bytes"] for e in logged if e["client"] in clients and e["method"] == "GET"
+               and ("/blobs/" in e["path"] or e["path"].startswith("/_sim/blobs/")))
+
+
+def pod_ips(cluster, namespace):
+    return {p["status"].get("podIP") for p in cluster.get("pods", "-n", namespace)["items"]} - {None}
 
 
 def model_bytes(model):
@@ -70,11 +74,11 @@ def failures(run):
 def test_two_replicas_through_the_cache_fetch_each_model_once_and_keep_its_name(playbook, cluster, namespace):
     models = [cluster.model("tiny-a"), cluster.model("tiny-big")]
     registry = models[0].split("/", 1)[0]
-    log = access_log(cluster)
-    before = len(log_lines(log))
+    log = request_log(cluster)
+    before = len(entries(log))
     run = converge(playbook, cluster, namespace, models)
     assert run.rc == 0, run
-    served = blob_bytes(log_lines(log)[before:])
+    served = blob_bytes(entries(log)[before:], pod_ips(cluster, namespace))
     wanted = sum(model_bytes(m) for m in models)
     # Every blob once from the registry, for both replicas (without the cache: twice).
     assert wanted <= served <= 1.1 * wanted, (served, wanted)
@@ -94,15 +98,15 @@ def test_two_replicas_through_the_cache_fetch_each_model_once_and_keep_its_name(
     assert int(registry.rsplit(":", 1)[1]) in {p["port"] for rule in cache_egress for p in rule.get("ports") or []}
 
     # A second converge changes nothing and fetches nothing.
-    before = len(log_lines(log))
+    before = len(entries(log))
     again = converge(playbook, cluster, namespace, models)
     assert again.rc == 0, again
     assert again.changed == 0, [t["task"]["name"] for p in again.report["plays"] for t in p["tasks"]
                                 if any(h.get("changed") for h in t["hosts"].values())]
-    assert blob_bytes(log_lines(log)[before:]) == 0
+    assert blob_bytes(entries(log)[before:], pod_ips(cluster, namespace)) == 0
 
     # A replica that loses its store heals through the cache: the registry serves nothing.
-    before = len(log_lines(log))
+    before = len(entries(log))
     victim = pods[0]
     cluster.kubectl("delete", "pvc", f"models-{NAME}-0", "-n", namespace, "--wait=false")
     cluster.kubectl("delete", "pod", f"{NAME}-0", "-n", namespace, "--wait=false")
@@ -115,7 +119,7 @@ def test_two_replicas_through_the_cache_fetch_each_model_once_and_keep_its_name(
         return None
     pod = cluster.wait_for(healed, timeout=180, what="ollama-0 Ready again on a new claim")
     assert tags(cluster, namespace, pod["metadata"]["name"]) == {m: cluster.models[m] for m in models}
-    assert blob_bytes(log_lines(log)[before:]) == 0
+    assert blob_bytes(entries(log)[before:], pod_ips(cluster, namespace)) == 0
 
 
 @pytest.mark.profile("k3s")
