@@ -202,9 +202,22 @@ def init_error(status, failures=2):
         runs = (st.get('restartCount') or 0) + (1 if failed_now else 0)
         term = now if failed_now else last
         if term and term.get('exitCode') not in (0, None) and runs >= failures:
-            said = (term.get('message') or '').strip().splitlines()
-            return '%s: %s' % (st.get('name'), said[-1] if said else 'exit code %s' % term.get('exitCode'))
+            return '%s: %s' % (st.get('name'), _telling_line(term.get('message') or '')
+                               or 'exit code %s' % term.get('exitCode'))
     return ''
+
+
+def _telling_line(message):
+    """The line of a termination message that says why: the last one with a fix, else a Go panic's or a fatal log
+    line (a stack trace follows it), else the last line."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    fixes = [line for line in lines if 'Fix:' in line]
+    if fixes:
+        return fixes[-1]
+    fatal = [line for line in lines if line.startswith('panic:') or 'level=fatal' in line]
+    if fatal:
+        return fatal[0]
+    return lines[-1] if lines else ''
 
 
 def read_pods(api, namespace, selector):

@@ -56,3 +56,13 @@ def test_an_init_container_that_failed_twice_is_reported_with_its_message():
     done = {'initContainerStatuses': [{'name': 'warm', 'restartCount': 3, 'state': {'terminated': {'exitCode': 0}},
                                        'lastState': {'terminated': failed}}]}
     assert init_error(done) == ''  # it ended well at last
+
+
+def test_a_panic_is_the_telling_line_not_its_stack_trace():
+    from ansible_collections.llmops.ollama.plugins.module_utils.k8s import init_error
+    message = ('time="..." level=info msg="redis not configured"\npanic: Get "http://10.0.0.9:5000/v2/": dial tcp '
+               '10.0.0.9:5000: i/o timeout\n\ngoroutine 1 [running]:\nmain.main()\n\tmain.go:26 +0x1a')
+    status = {'initContainerStatuses': [{'name': 'registry-0', 'restartCount': 2, 'state': {'waiting': {}},
+                                         'lastState': {'terminated': {'exitCode': 2, 'message': message}}}]}
+    assert init_error(status) == ('registry-0: panic: Get "http://10.0.0.9:5000/v2/": dial tcp 10.0.0.9:5000: '
+                                  'i/o timeout')
