@@ -158,11 +158,11 @@ def cache_models(models, cache, host):
     result = []
     for model in models or []:
         full = model.get('full') or ''
-        registry, _, rest = full.partition('/')
+        registry, rest = (full.split('/', 1) + [''])[:2]
         upstream = by_host.get(registry)
         if upstream is None or not rest:
             continue
-        repository, _, tag = rest.rpartition(':')
+        repository, tag = rest.rsplit(':', 1) if ':' in rest else ('', rest)
         result.append({'name': model['name'], 'via': '%s:%d/%s' % (host, upstream['port'], rest),
                        'upstream': upstream['index'], 'repository': repository, 'tag': tag})
     return result

@@ -564,8 +564,8 @@ def pull_through_cache(endpoint, model, timeout=60, **kwargs):
         outcome = pull_model(endpoint, dict(model, pull_name=model['via']), insecure=True, **kwargs)
     except OllamaError as exc:
         if exc.kind in (TRANSIENT, STALLED, HTTP, UNKNOWN_MODEL):
-            service, _, namespace = model['via'].split('/', 1)[0].split(':', 1)[0].partition('.')
-            namespace = namespace.split('.', 1)[0]
+            host = model['via'].split('/', 1)[0].split(':', 1)[0]
+            service, namespace = (host.split('.') + [''])[:2]
             exc.fix = ('the replicas pull through the model cache %s: it must be Ready (kubectl -n %s get pods -l '
                        'app.kubernetes.io/name=ollama-model-cache); a cache that is not names the registry it could not '
                        'reach in its warm container (kubectl -n %s logs deploy/%s -c warm)%s'

@@ -46,14 +46,15 @@ fix_reach() {
 [ -r "$LIST" ] || fail "no model list at $LIST. Fix: run the playbook again (the ConfigMap $NAME-config carries it)"
 
 # Each registry container answers on its own port first.
-for port in $(awk '!/^#/ && NF { print $1 }' "$LIST" | sort -u); do
+awk '!/^#/ && NF { print $1 }' "$LIST" | sort -u >"$TMP/ports"
+while read -r port <&4; do
     n=0
     until wget -T 5 -O /dev/null "http://127.0.0.1:$port/v2/" 2>"$TMP/wget.err"; do
         n=$((n + 1))
         [ "$n" -lt "$WAIT" ] || fail "the registry on 127.0.0.1:$port did not answer within ${WAIT}s: $(said). Fix: see kubectl logs deploy/$NAME -c registry-$((port - 5100))"
         sleep 1
     done
-done
+done 4<"$TMP/ports"
 
 models=0
 blobs=0
@@ -67,14 +68,15 @@ while read -r port repository tag upstream <&3; do
     if ! wget -T "$READ_TIMEOUT" -O "$manifest" --header "Accept: $ACCEPT" "http://127.0.0.1:$port/v2/$repository/manifests/$tag" 2>"$TMP/wget.err"; then
         fail "cannot fetch $repository:$tag from $upstream through the cache: $(said). $(fix_reach "$upstream" "$index"); or check the model's name and tag at $upstream"
     fi
-    for digest in $(grep -o 'sha256:[0-9a-f]\{64\}' "$manifest" | sort -u); do
+    grep -o 'sha256:[0-9a-f]\{64\}' "$manifest" | sort -u >"$TMP/digests"
+    while read -r digest <&4; do
         begun=$(date +%s)
         if ! get /dev/null "http://127.0.0.1:$port/v2/$repository/blobs/$digest"; then
             fail "cannot fetch blob $digest of $repository:$tag from $upstream: $(said). $(fix_reach "$upstream" "$index"); a full disk shows as an error here too: raise ollama_model_cache_size"
         fi
         blobs=$((blobs + 1))
         log "$repository:$tag: $digest in the cache ($(($(date +%s) - begun)) s)"
-    done
+    done 4<"$TMP/digests"
     models=$((models + 1))
 done 3<"$LIST"
 log "warm: $models models ($blobs blobs) in the cache in $(($(date +%s) - started)) s"
