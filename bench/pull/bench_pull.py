@@ -104,6 +104,14 @@ def role_run(kubeconfig, plan, registry, extra=None):
     first = datetime.datetime.fromisoformat(stamps[0]["start"].replace("Z", "+00:00"))
     last = datetime.datetime.fromisoformat(stamps[-1]["end"].replace("Z", "+00:00"))
     sync = next(t["hosts"]["localhost"] for t in tasks if t["task"]["name"].endswith("Sync the models on every replica at once"))
+    # Each task's seconds, by name (the model cache's wait and the sync apart).
+    sync["task_s"] = {}
+    for t in tasks:
+        span = t["task"]["duration"]
+        seconds = (datetime.datetime.fromisoformat(span["end"].replace("Z", "+00:00"))
+                   - datetime.datetime.fromisoformat(span["start"].replace("Z", "+00:00"))).total_seconds()
+        name = t["task"]["name"].split(" : ")[-1]
+        sync["task_s"][name] = round(sync["task_s"].get(name, 0) + seconds, 2)
     return wall, (last - first).total_seconds(), sync
 
 
@@ -165,12 +173,89 @@ def log_length(log):
     return len(log.read_text().splitlines()) if log.exists() else 0
 
 
+def cache_plan(namespace, model, registry):
+    """The plan's model_cache section for the bench's namespace, as the plan computes it."""
+    sys.path.insert(0, str(REPO / ".collections"))
+    from ansible_collections.llmops.ollama.plugins.module_utils import model_cache, plan as plan_mod
+    report = plan_mod.Report()
+    models = plan_mod.normalize_models([{"name": model, "size": "1GB"}], report)
+    cfg = dict(model_cache.DEFAULTS, model_cache=True, insecure_registries=[registry])
+    cache = model_cache.plan_model_cache(cfg, "ollama", namespace, models, {"storage_classes": [
+        {"name": "local-path"}], "default_storage_class": "local-path"}, {"class": "local-path"}, report)
+    if report.errors:
+        raise SystemExit(plan_mod.describe_errors(report.errors))
+    return cache, model_cache.via_names(models, cache)[0]["via"]
+
+
+def cache_run(kubeconfig, plan):
+    """Apply the model cache (bench/pull/cache.yml) and return the wall seconds."""
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), K8S_AUTH_KUBECONFIG=str(kubeconfig))
+    started = time.monotonic()
+    done = subprocess.run([str(REPO / ".venv" / "bin" / "ansible-playbook"), str(Path(__file__).parent / "cache.yml"),
+                           "-i", str(REPO / "inventories" / "sim"),
+                           "-e", json.dumps({"gpu_preflight_plan": plan, "ollama_kubeconfig": str(kubeconfig)})],
+                          capture_output=True, text=True, env=env, cwd=REPO, check=False, timeout=600)
+    if done.returncode:
+        raise SystemExit(f"applying the model cache failed: {done.stdout[-3000:]}")
+    return time.monotonic() - started
+
+
+def check_names(ips, model, via):
+    """Every replica lists the model under its own name and not under the cache's."""
+    for ip in ips:
+        listed = [m.model for m in ollama.Client(host=f"http://{ip}:11434").list().models]
+        if model not in listed or via in listed:
+            raise SystemExit(f"{ip} lists {listed}: want {model} and not {via}")
+
+
+def cached(kubeconfig, namespace, model, digest, registry, ips, plan, extra, log, out):
+    """Every replica through the model cache, from empty stores and an empty cache: what the registry served."""
+    cache, via = cache_plan(namespace, model, registry)
+    start = log_length(log)
+    result = {"via": via}
+    started = time.monotonic()
+    result["apply_s"] = round(cache_run(kubeconfig, {"name": "ollama", "namespace": namespace, "model_cache": cache,
+                                                     "gate": {"image": {"ref": "docker.io/nginxinc/nginx-unprivileged:1.30.4"}},
+                                                     "network_policy": {}}), 2)
+    wall, role, sync = role_run(kubeconfig, dict(plan, storage={"pull_scope": "each_replica"}, model_cache=cache,
+                                                 models=[{"name": model, "digest": digest, "via": via}]),
+                                registry, extra)
+    result["role_s"], result["playbook_s"] = round(role, 2), round(wall, 2)
+    result["total_s"] = round(time.monotonic() - started, 2)
+    result["origin_bytes"] = blob_bytes(log, start)
+    result["ratio_origin"] = round(result["origin_bytes"] / out["model_bytes"], 3)
+    result["attempts"] = [m["attempts"] for e in sync["endpoints"] for m in e["models"]]
+    # Where model_pull's time went: the wait for the cache's warm step, the pulls, the rest.
+    result["task_s"] = sync["task_s"]
+    check_digests(ips.values(), model, digest)
+    check_names(ips.values(), model, via)
+    # A second run pulls nothing and the registry serves nothing.
+    start = log_length(log)
+    _, role_again, again = role_run(kubeconfig, dict(plan, storage={"pull_scope": "each_replica"}, model_cache=cache,
+                                                     models=[{"name": model, "digest": digest, "via": via}]),
+                                    registry, extra)
+    result["second_run"] = {"role_s": round(role_again, 2), "changed": again["changed"],
+                            "origin_bytes": blob_bytes(log, start)}
+    result["target_ratio_origin"] = 1.1
+    result["met"] = result["ratio_origin"] <= 1.1
+    delete_everywhere(ips.values(), model)
+    # The floor through the warm cache: the plain script pulls the cache's name on every replica at once.
+    start = log_length(log)
+    result["floor_s"] = round(plain_pulls(list(ips.values()), via), 2)
+    result["floor_origin_bytes"] = blob_bytes(log, start)
+    delete_everywhere(ips.values(), via)
+    return result
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="tiny-big")
     parser.add_argument("--replicas", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=4, help="model_pull_concurrency")
     parser.add_argument("--keep", action="store_true", help="keep the namespace")
+    parser.add_argument("--cache", action="store_true",
+                        help="also pull to every replica through the model cache (ollama_model_cache)")
+    parser.add_argument("--cache-only", action="store_true", help="only the run through the model cache")
     args = parser.parse_args()
     state = Path(os.environ.get("LLMOPS_SIM_STATE", REPO / ".sim"))
     kubeconfig = Path(os.environ.get("KUBECONFIG") or state / "kubeconfig")
@@ -187,11 +272,18 @@ def main():
         first_ip = list(ips.values())[:1]
         plan = {"ok": True, "name": "ollama", "namespace": namespace, "replicas": args.replicas,
                 "workload_kind": "StatefulSet", "affinity": {"label_selector": SELECTOR},
-                "models": [{"name": model, "digest": digest}]}
+                "models": [{"name": model, "digest": digest}],
+                # model_pull names the gate's admin Secret (admin_key_secret); model_pull_admin_key wins over it.
+                "gate": {"secrets": {"admin": "ollama-gate-admin"}}}
         extra = {"model_pull_concurrency": args.concurrency}
         out = {"model": model, "model_bytes": model_bytes(model), "replicas": args.replicas,
                "concurrency": args.concurrency}
 
+        if args.cache or args.cache_only:
+            out["cache"] = cached(kubeconfig, namespace, model, digest, registry, ips, plan, extra, log, out)
+            if args.cache_only:
+                print(json.dumps(out, indent=2))
+                return
         start = log_length(log)
         out["floor_1_s"] = round(plain_pulls(first_ip, model), 2)
         delete_everywhere(first_ip, model)

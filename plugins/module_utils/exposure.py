@@ -572,6 +572,27 @@ def _namespace_peer(name):
     return {'namespaceSelector': {'matchLabels': {METADATA_NAME: name}}}
 
 
+def check_cache_reach(cache, egress_cidrs, report):
+    """A registry named by its address outside ollama_workload_egress_cidrs: the cache's egress policy would shut it
+    out, which the plan can tell before any write (a registry named by host name is only found out at pull time)."""
+    if not egress_cidrs:
+        return
+    networks = [parse_cidr(c) for c in egress_cidrs]
+    for upstream in cache.get('upstreams') or []:
+        host = upstream['host']
+        address = host[1:].split(']', 1)[0] if host.startswith('[') else host.rsplit(':', 1)[0]
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            continue
+        if not any(n is not None and ip.version == n.version and ip in n for n in networks):
+            report.error('workload_egress_cidrs', 'the model cache could not reach registry %s: its address is in '
+                         'none of %s (%s), which the cache\'s egress policy allows'
+                         % (host, variable('workload_egress_cidrs'), ', '.join(egress_cidrs)),
+                         'add %s/%d (or its network) to %s, or clear it' % (
+                             ip, 32 if ip.version == 4 else 128, variable('workload_egress_cidrs')))
+
+
 def decide_network_policies(facts, settings, namespace, pod_selector, ingress, httproute, models, report):
     """The two NetworkPolicies (``ingress_spec``, ``egress_spec``), each selecting only the collection's pods."""
     enabled = settings['network_policy']
@@ -590,7 +611,8 @@ def decide_network_policies(facts, settings, namespace, pod_selector, ingress, h
         controller_ns = ''
     result = {'enabled': enabled, 'egress_enabled': enabled and egress_enabled, 'pod_selector': dict(pod_selector),
               'port': GATE_PORT, 'api_server_cidrs': [], 'api_server_source': None, 'controller_namespaces': [],
-              'registry_ports': [], 'ingress_spec': None, 'egress_spec': None}
+              'registry_ports': [], 'ingress_spec': None, 'egress_spec': None, 'cache_ingress_spec': None,
+              'cache_egress_spec': None}
     if not enabled:
         return result
 
@@ -643,18 +665,39 @@ def decide_network_policies(facts, settings, namespace, pod_selector, ingress, h
     result['ingress_spec'] = {'podSelector': {'matchLabels': dict(pod_selector)}, 'policyTypes': ['Ingress'],
                               'ingress': rules}
 
+    cache = settings.get('model_cache') or {}
+    if cache.get('enabled'):
+        # The model cache's pod: only the Ollama pods reach its ports (they pull through it).
+        cache_ports = [{'port': port, 'protocol': 'TCP'} for port in cache['ports']]
+        result['cache_ingress_spec'] = {
+            'podSelector': {'matchLabels': dict(cache['selector'])}, 'policyTypes': ['Ingress'],
+            'ingress': [{'from': [{'podSelector': {'matchLabels': dict(pod_selector)}}], 'ports': cache_ports}]
+            if cache_ports else []}
     if result['egress_enabled']:
         targets = registry_ports(models, settings['insecure_registries'])
         result['registry_ports'] = ['%s:%d' % t for t in targets]
         destinations = [{'ipBlock': {'cidr': cidr}} for cidr in egress_cidrs]
-        egress = [{'to': [{'namespaceSelector': {'matchLabels': {METADATA_NAME: DNS_NAMESPACE}}}],
-                   'ports': [{'port': 53, 'protocol': 'UDP'}, {'port': 53, 'protocol': 'TCP'}]}]
+        dns = {'to': [{'namespaceSelector': {'matchLabels': {METADATA_NAME: DNS_NAMESPACE}}}],
+               'ports': [{'port': 53, 'protocol': 'UDP'}, {'port': 53, 'protocol': 'TCP'}]}
+        egress = [dns]
         ports = sorted(set(port for _host, port in targets))
+        registry_rule = None
         if ports:
-            rule = {'ports': [{'port': port, 'protocol': 'TCP'} for port in ports]}
+            registry_rule = {'ports': [{'port': port, 'protocol': 'TCP'} for port in ports]}
             if destinations:
-                rule['to'] = destinations
-            egress.append(rule)
+                registry_rule['to'] = destinations
+        if cache.get('enabled'):
+            check_cache_reach(cache, egress_cidrs, report)
+            # Ollama pulls through the cache only; the cache alone reaches the registries.
+            if cache['ports']:
+                egress.append({'to': [{'podSelector': {'matchLabels': dict(cache['selector'])}}],
+                               'ports': [{'port': port, 'protocol': 'TCP'} for port in cache['ports']]})
+            result['cache_egress_spec'] = {
+                'podSelector': {'matchLabels': dict(cache['selector'])}, 'policyTypes': ['Egress'],
+                'egress': [copy.deepcopy(dns)] + ([copy.deepcopy(registry_rule)] if registry_rule else [])
+                + copy.deepcopy(extra_egress)}
+        elif registry_rule:
+            egress.append(registry_rule)
         egress.extend(extra_egress)
         result['egress_spec'] = {'podSelector': {'matchLabels': dict(pod_selector)}, 'policyTypes': ['Egress'],
                                  'egress': egress}

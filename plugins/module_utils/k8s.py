@@ -185,7 +185,37 @@ def pod_summary(pod):
                                         'ready' if ready else 'not ready', image)
     return {'name': meta.get('name'), 'namespace': meta.get('namespace'), 'uid': meta.get('uid'), 'node': node,
             'phase': phase, 'ready': ready, 'terminating': terminating, 'ip': status.get('podIP') or '',
-            'image': image, 'line': line}
+            'image': image, 'line': line, 'init_error': init_error(status)}
+
+
+def init_error(status, failures=2):
+    """``container: message`` of an init container that failed ``failures`` runs (the last one's termination
+    message: one failure may be a blip the kubelet's retry mends), or ''."""
+    for st in status.get('initContainerStatuses') or []:
+        now = (st.get('state') or {}).get('terminated')
+        last = (st.get('lastState') or {}).get('terminated')
+        if now and now.get('exitCode') == 0:
+            continue  # it ended well at last
+        failed_now = bool(now and now.get('exitCode') not in (0, None))
+        runs = (st.get('restartCount') or 0) + (1 if failed_now else 0)
+        term = now if failed_now else last
+        if term and term.get('exitCode') not in (0, None) and runs >= failures:
+            return '%s: %s' % (st.get('name'), _telling_line(term.get('message') or '')
+                               or 'exit code %s' % term.get('exitCode'))
+    return ''
+
+
+def _telling_line(message):
+    """The line of a termination message that says why: the last one with a fix, else a Go panic's or a fatal log
+    line (a stack trace follows it), else the last line."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    fixes = [line for line in lines if 'Fix:' in line]
+    if fixes:
+        return fixes[-1]
+    fatal = [line for line in lines if line.startswith('panic:') or 'level=fatal' in line]
+    if fatal:
+        return fatal[0]
+    return lines[-1] if lines else ''
 
 
 def read_pods(api, namespace, selector):

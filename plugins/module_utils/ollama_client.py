@@ -355,8 +355,18 @@ def parse_wanted(models):
         if parts.get('scheme'):
             pull_name = '%s://%s/%s/%s:%s' % (
                 parts['scheme'], parts['host'], parts['namespace'], parts['model'], parts['tag'])
-        wanted.append({'name': model_display_name(parts), 'pull_name': pull_name, 'key': key,
-                       'host': parts['host'], 'digest': normalize_digest(digest)})
+        entry = {'name': model_display_name(parts), 'pull_name': pull_name, 'key': key,
+                 'host': parts['host'], 'digest': normalize_digest(digest)}
+        via = item.get('via')
+        if via:
+            via_parts, reason = parse_model_name(via)
+            if via_parts is None:
+                errors.append('model %r: the name through the model cache %r is not valid: %s. Fix: run the plan '
+                              'again (it names the cache)' % (given, via, reason))
+                continue
+            # Pulled by the cache's name (plain HTTP inside the cluster), then copied to the model's own name.
+            entry['via'] = model_display_name(via_parts)
+        wanted.append(entry)
     return wanted, errors
 
 
@@ -543,6 +553,36 @@ def pull_model(endpoint, model, insecure=False, stall_timeout=300, attempts=3, c
         if attempt < attempts and not broke_early:  # the proxy race is not an overload: retry at once
             sleep(min(2 ** attempt, 10))
     raise OllamaError('%s (gave up after %d attempts)' % (last.message, attempts), last.fix, kind=last.kind)
+
+
+def pull_through_cache(endpoint, model, timeout=60, **kwargs):
+    """Pull ``model['via']`` (the cache's name, plain HTTP), copy it to the model's own name and delete the
+    cache-named manifest. Ollama's /api/copy copies the manifest file (the same digest, so the same ID in
+    ``ollama list``) and /api/delete removes only the blobs no other manifest uses, so the store holds the model
+    once, under its own name. Takes :func:`pull_model`'s options; returns its answer."""
+    try:
+        outcome = pull_model(endpoint, dict(model, pull_name=model['via']), insecure=True, **kwargs)
+    except OllamaError as exc:
+        if exc.kind in (TRANSIENT, STALLED, HTTP, UNKNOWN_MODEL):
+            host = model['via'].split('/', 1)[0].split(':', 1)[0]
+            service, namespace = (host.split('.') + [''])[:2]
+            exc.fix = ('the replicas pull through the model cache %s: it must be Ready (kubectl -n %s get pods -l '
+                       'app.kubernetes.io/name=ollama-model-cache); a cache that is not names the registry it could not '
+                       'reach in its warm container (kubectl -n %s logs deploy/%s -c warm)%s'
+                       % (service, namespace, namespace, service, '; ' + exc.fix if exc.fix else ''))
+        raise
+    try:
+        endpoint.request('POST', '/api/copy', {'source': model['via'], 'destination': model['name']}, timeout=timeout)
+    except OllamaError as exc:
+        # The self-heal sidecar pulls the same name at the same time (Ollama shares the download) and may have
+        # copied it and removed the cache-named manifest first.
+        if model['key'] in index_tags(endpoint.tags(timeout=timeout)):
+            return outcome
+        raise OllamaError('pulled %s through the model cache as %s, but copying it to %s failed: %s'
+                          % (model['name'], model['via'], model['name'], exc.message),
+                          'look at the Ollama log of %s, then run again' % endpoint.description, kind=exc.kind)
+    delete_model(endpoint, model['via'], timeout=timeout)
+    return outcome
 
 
 def delete_model(endpoint, name, timeout=60):
@@ -1054,11 +1094,16 @@ class EndpointSync(object):
             now = index_tags(endpoint.tags(timeout=timeout)).get(model['key'])
             return now is not None and (now['digest'] == model['digest'] if model['digest'] else not existed)
         try:
-            insecure = _is_insecure(model, opts['insecure'], opts['insecure_registries'])
-            outcome = pull_model(endpoint, model, insecure=insecure,
-                                 stall_timeout=opts['stall_timeout'], attempts=opts['attempts'], on_progress=report,
-                                 clock=self.clock, sleep=self.sleep, done_check=done,
-                                 total_timeout=opts['pull_timeout'])
+            pull_options = dict(stall_timeout=opts['stall_timeout'], attempts=opts['attempts'], on_progress=report,
+                                clock=self.clock, sleep=self.sleep, total_timeout=opts['pull_timeout'])
+            if model.get('via'):
+                # The done check asks for the cache-named copy: the copy to the model's name follows the pull.
+                def via_done():
+                    return index_tags(endpoint.tags(timeout=timeout)).get(model_key(model['via'])) is not None
+                outcome = pull_through_cache(endpoint, model, timeout=timeout, done_check=via_done, **pull_options)
+            else:
+                insecure = _is_insecure(model, opts['insecure'], opts['insecure_registries'])
+                outcome = pull_model(endpoint, model, insecure=insecure, done_check=done, **pull_options)
             entry['attempts'] = outcome['attempts']
             now = index_tags(endpoint.tags(timeout=timeout)).get(model['key'])
             if now is None:

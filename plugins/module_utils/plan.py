@@ -26,6 +26,7 @@ from ansible_collections.llmops.ollama.plugins.module_utils import exposure
 from ansible_collections.llmops.ollama.plugins.module_utils import values, vram
 from ansible_collections.llmops.ollama.plugins.module_utils import self_heal
 from ansible_collections.llmops.ollama.plugins.module_utils import env_settings
+from ansible_collections.llmops.ollama.plugins.module_utils import model_cache
 from ansible_collections.llmops.ollama.plugins.module_utils.quantity import (
     GI,
     MI,
@@ -147,6 +148,8 @@ DEFAULTS.update(SECURITY_DEFAULTS)
 DEFAULTS['image_tag'] = DEFAULT_OLLAMA_TAG
 # Self-heal (missing models fetched by each replica, readiness on its models): decided in self_heal.py.
 DEFAULTS.update(self_heal.DEFAULTS)
+# The model cache (an in-cluster pull-through registry): decided in model_cache.py.
+DEFAULTS.update(model_cache.DEFAULTS)
 
 # The Ollama server settings (ollama_workload_env over ollama_workload_env_defaults), checked by the plan so that a
 # bad value stops the run before any write (plugins/module_utils/env_settings.py).
@@ -1308,7 +1311,7 @@ def normalize_ingress(ingress, report):
     return result
 
 
-def decide_exposure(facts, cfg, namespace, namespace_info, selector, models, report, gate_open=()):
+def decide_exposure(facts, cfg, namespace, namespace_info, selector, models, report, gate_open=(), cache=None):
     """``(ingress, httproute, network_policy)``: the objects that let clients reach the gate, and the policies.
 
     ``gate_open``: the admin endpoints the gate opens to clients; the Ingress and HTTPRoute route those too."""
@@ -1338,6 +1341,7 @@ def decide_exposure(facts, cfg, namespace, namespace_info, selector, models, rep
         'extra_egress': cfg['workload_extra_egress'],
         'controller_namespace': cfg['workload_ingress_controller_namespace'],
         'insecure_registries': cfg['insecure_registries'],
+        'model_cache': cache,
     }, namespace, selector, ingress, httproute, models, report)
     return ingress, httproute, policy
 
@@ -1463,9 +1467,12 @@ def compute_plan(facts, config):
                            explicit_size=cfg['claim_size'] not in ('', None, 'auto'))
     selector = workload_selector(name)
     gate_plan = gate.plan_gate(cfg, name, replicas, workload_kind, strategy, rolling_update, report)
+    cache_plan = model_cache.plan_model_cache(cfg, name, namespace or DEFAULTS['namespace'], models, facts, storage,
+                                              report)
+    models = model_cache.via_names(models, cache_plan)
     ingress, httproute, network_policy = decide_exposure(
         facts, cfg, namespace, namespace_info, dict(selector, **{LABEL_MANAGED_BY: 'llmops.ollama'}), models, report,
-        gate_open=gate_plan['open_admin_endpoints'])
+        gate_open=gate_plan['open_admin_endpoints'], cache=cache_plan)
     heal_plan = self_heal.plan_self_heal(cfg, name, models, storage, report, facts.get('kubernetes_version'))
     ollama_env = check_ollama_env(cfg, image, report)
 
@@ -1512,6 +1519,8 @@ def compute_plan(facts, config):
         'httproute': httproute,
         'network_policy': network_policy,
         'self_heal': heal_plan,
+        # The in-cluster pull-through registry the replicas pull through (model_cache.py), or {enabled: false}.
+        'model_cache': cache_plan,
         # The Ollama settings the pods get (the names only of other variables), the durations in seconds (-1: forever).
         'env_settings': ollama_env,
     }

@@ -83,8 +83,9 @@ def check_insecure_registries(value, report):
 
 def heal_models(models, insecure_registries):
     """The sidecar's list from the plan's models: the name ``ollama list`` prints, the name to pull (as the
-    model_pull role pulls it), the insecure flag (as model_pull decides it from the same registries) and the
-    first 12 hex digits of a pinned digest (the ID ``ollama list`` prints), or None."""
+    model_pull role pulls it), the insecure flag (as model_pull decides it from the same registries), the
+    first 12 hex digits of a pinned digest (the ID ``ollama list`` prints), or None, and the name through the
+    model cache (``via``), or None."""
     result = []
     for model in models or []:
         given = model.get('given') or model['name']
@@ -98,16 +99,20 @@ def heal_models(models, insecure_registries):
             'pull_name': pull_name,
             'insecure': host in insecure_registries or scheme == 'http',
             'digest_id': digest.split(':', 1)[1][:12] if digest else None,
+            # Through the model cache: pulled by this name (plain HTTP), copied to the model's name, removed.
+            'via': model.get('via'),
         })
     return result
 
 
 def list_text(entries):
-    """The ConfigMap's model list: one model a line, ``<name> <pull name> <insecure 0|1> <id or ->``."""
-    lines = ['# llmops.ollama self-heal: name, pull name, insecure, pinned ID (12 hex digits) or -']
+    """The ConfigMap's model list: one model a line, ``<name> <pull name> <insecure 0|1> <id or ->[ <via>]``."""
+    lines = ['# llmops.ollama self-heal: name, pull name, insecure, pinned ID (12 hex digits) or -'
+             '[, name through the model cache]']
     for entry in entries:
-        lines.append('%s %s %d %s' % (entry['name'], entry['pull_name'], 1 if entry['insecure'] else 0,
-                                      entry['digest_id'] or '-'))
+        line = '%s %s %d %s' % (entry['name'], entry['pull_name'], 1 if entry['insecure'] else 0,
+                                entry['digest_id'] or '-')
+        lines.append(line + (' ' + entry['via'] if entry.get('via') else ''))
     return '\n'.join(lines) + '\n'
 
 

@@ -31,6 +31,9 @@ options:
     description:
       - The models, as names (C(llama3.2:3b), C(registry.example.com/team/model:tag), C(name@sha256:<64 hex>)) or
         dicts with C(name) and optionally C(digest) (other keys, like the plan's C(size), are ignored).
+      - A dict with C(via) (the plan sets it with C(ollama_model_cache)) is pulled by that name, the model cache's,
+        with the insecure flag (plain HTTP inside the cluster), then copied to C(name) with C(/api/copy), and the
+        manifest named C(via) is deleted (Ollama keeps the blobs C(name) uses).
       - With I(prune=true) an empty list removes every model.
     type: list
     elements: raw

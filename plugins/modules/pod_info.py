@@ -36,6 +36,12 @@ options:
     description: With I(wait_running), also wait until those pods are Ready.
     type: bool
     default: false
+  fail_on_init_error:
+    description:
+      - With I(wait_running), fail as soon as an init container of a matching pod failed twice (the kubelet retries
+        it), with its termination message, instead of waiting for I(wait_timeout).
+    type: bool
+    default: false
   wait_timeout:
     description: Seconds I(wait_running) may wait.
     type: int
@@ -99,6 +105,10 @@ pods:
     image:
       description: The image of its first container.
       type: str
+    init_error:
+      description: The container name and the last line of the termination message of an init container that
+        failed twice (a failed step before the pod starts), or empty.
+      type: str
     line:
       description: One line for a report, e.g. C(ollama-0 on gpu-1 (Running, ready, ollama/ollama:0.11.4)).
       type: str
@@ -123,6 +133,7 @@ def main():
         label_selector=dict(type='raw', required=True),
         wait_running=dict(type='int', default=0),
         wait_ready=dict(type='bool', default=False),
+        fail_on_init_error=dict(type='bool', default=False),
         wait_timeout=dict(type='int', default=300),
         request_timeout=dict(type='int', default=30),
     ), supports_check_mode=True)
@@ -139,6 +150,12 @@ def main():
             counted = [p for p in pods if p['name'] in running and (p['ready'] or not params['wait_ready'])]
             if len(counted) >= params['wait_running']:
                 break
+            failed = [p for p in pods if p['init_error'] and not p['terminating']] \
+                if params['fail_on_init_error'] else []
+            if failed:
+                module.fail_json(msg='a pod matching %s in %s failed before it started: %s' % (
+                    selector, params['namespace'], '; '.join('%s %s' % (p['name'], p['init_error']) for p in failed)),
+                    pods=pods, running=running, init_error=failed[0]['init_error'])
             if time.monotonic() >= deadline:
                 module.fail_json(
                     msg='%d of %d pods matching %s in %s run%s after %s s:\n- %s' % (

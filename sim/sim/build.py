@@ -121,6 +121,15 @@ def programs(versions: dict) -> list:
             # this page stands in for the web UI, the API behind it is Traefik's own.
             added_files={"webui/static/index.html": DASHBOARD_STAND_IN},
         ),
+        # CNCF Distribution, the program of the `registry` image the model cache runs (the image pins the same
+        # release); Debian's docker-registry is 2.8, whose proxy fetches a blob it lacks twice from the upstream.
+        Program(
+            "registry",
+            "github.com/distribution/distribution/v3",
+            "REGISTRY_VERSION",
+            {"registry": "github.com/distribution/distribution/v3/cmd/registry"},
+            ldflags=[f"-X github.com/distribution/distribution/v3/version.version={versions.get('REGISTRY_VERSION', '')}"],
+        ),
         # The external judge of the objects a converge renders (make judges), not part of the cluster.
         Program(
             "kube-score",

@@ -94,6 +94,7 @@ def run(state_dir: Path) -> None:
                     loop.sync()
                 except Exception:  # keep serving; a kubelet-like loop must survive API hiccups
                     log(traceback.format_exc(limit=3))
+        kubelet.set_service_names(service_proxy.names)
         if cache.synced.is_set():
             try:
                 kubelet.sync(cache.items())

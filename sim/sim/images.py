@@ -110,12 +110,25 @@ _TRAEFIK = Image(
     fix="run make sim-build (it builds the pinned Traefik)",
 )
 
+_REGISTRY = Image(
+    repository="registry",
+    program="build:registry",
+    # The library image (docker/distribution-library-image): Alpine, /bin/registry, busybox sh and wget; the
+    # simulator's containers have the host's sh and wget instead.
+    paths=("/bin/registry",),
+    entrypoint=("registry",),
+    cmd=("serve", "/etc/distribution/config.yml"),
+    env={"PATH": DEFAULT_PATH},
+    fix="run make sim-build (it builds the pinned CNCF Distribution)",
+)
+
 IMAGES = {
     "ollama": _OLLAMA,
     "nginx": _NGINX,
     "nginx-unprivileged": _NGINX_UNPRIVILEGED,
     "traefik": _TRAEFIK,
     "mirrored-library-traefik": _TRAEFIK,  # k3s's mirror of the Docker Hub image
+    "registry": _REGISTRY,
 }
 
 

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import images, network, podenv, probes, volumes
+from . import images, network, podenv, probes, services, volumes
 from .errors import SimError
 from .paths import SIM_ROOT
 
@@ -58,6 +58,15 @@ def _version(obj: dict) -> int:
         return 0
 
 
+def _log_tail(path, lines: int = 80, limit: int = 2048) -> str:
+    try:
+        data = Path(path).read_bytes()[-64 * 1024:]
+    except (OSError, TypeError):
+        return ""
+    text = b"\n".join(data.splitlines()[-lines:])[-limit:]
+    return text.decode(errors="replace").strip()
+
+
 def backoff_delay(step: int) -> float:
     return min(BACKOFF_CAP, BACKOFF_BASE * 2 ** step)
 
@@ -78,6 +87,7 @@ class Run:
     pid: int = 0
     mntns: str = ""
     cid: str = ""
+    log_path: Path = None
     started_at: str = ""
     started_mono: float = 0.0
     next_start: float = 0.0
@@ -145,6 +155,7 @@ class Runtime:
         self.node_netns = network.node_netns(self.state_dir)
         self.api_host, self.api_port = network.api_endpoint(state)
         self.lookup = volumes.env_lookup(api)
+        self.service_names = None  # [(ClusterIP, namespace, name)] from the service proxy's pass
         self.events = {}
         self.down = set()
         self.down_read = 0.0
@@ -344,7 +355,7 @@ class Runtime:
         env = {"PATH": os.environ.get("PATH", images.DEFAULT_PATH), "PYTHONPATH": str(SIM_ROOT)}
         if os.environ.get("LLMOPS_SIM_OWNER"):
             env["LLMOPS_SIM_OWNER"] = os.environ["LLMOPS_SIM_OWNER"]
-        log_path = log_dir / f"{run.restarts}.log"
+        log_path = run.log_path = log_dir / f"{run.restarts}.log"
         with open(log_path, "ab") as log:
             # The container's user may reopen /dev/stdout (nginx's access_log does), as it may a runtime's pipe.
             os.chown(log_path, spec["uid"], spec["gid"])
@@ -429,16 +440,37 @@ class Runtime:
     def _hostname(self, pod: dict) -> str:
         return (pod["spec"].get("hostname") or pod["metadata"]["name"])[:63]
 
-    def _write_etc(self, entry: PodRun) -> None:
-        etc = entry.scratch / "etc"
-        etc.mkdir(parents=True, exist_ok=True)
+    def _hosts_text(self, entry: PodRun) -> str:
         host = self._hostname(entry.pod)
         sub = entry.pod["spec"].get("subdomain")
         fqdn = f"{host}.{sub}.{entry.meta['namespace']}.svc.cluster.local {host}" if sub else host
-        (etc / "hosts").write_text("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n"
-                                   "::1\tlocalhost ip6-localhost ip6-loopback\n"
-                                   f"{entry.pod['status']['podIP']}\t{fqdn}\n")
-        (etc / "hostname").write_text(host + "\n")
+        return ("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n"
+                "::1\tlocalhost ip6-localhost ip6-loopback\n"
+                f"{entry.pod['status']['podIP']}\t{fqdn}\n"
+                # No cluster DNS here: the Services' names as CoreDNS would answer them (services.hosts_lines).
+                + services.hosts_lines(self.service_names or [], entry.meta["namespace"]))
+
+    def _write_etc(self, entry: PodRun) -> None:
+        etc = entry.scratch / "etc"
+        etc.mkdir(parents=True, exist_ok=True)
+        (etc / "hosts").write_text(self._hosts_text(entry))
+        (etc / "hostname").write_text(self._hostname(entry.pod) + "\n")
+
+    def set_service_names(self, names) -> None:
+        """New Service names reach every running pod's /etc/hosts, rewritten in place (the file is bind-mounted)."""
+        if names is None or names == self.service_names:
+            return
+        self.service_names = names
+        for entry in list(self.pods.values()):
+            hosts = entry.scratch / "etc" / "hosts"
+            if not entry.sandbox or not hosts.exists():
+                continue
+            try:
+                with open(hosts, "r+") as fh:
+                    fh.write(self._hosts_text(entry))
+                    fh.truncate()
+            except (OSError, KeyError):
+                pass
 
     def _reap(self, entry: PodRun) -> None:
         for run in entry.all():
@@ -465,6 +497,11 @@ class Runtime:
                 "startedAt": run.started_at, "finishedAt": now_iso(), "containerID": run.cid}
         if error:
             term["message"] = error
+        elif code != 0 and run.spec.get("terminationMessagePolicy") == "FallbackToLogsOnError":
+            # As the kubelet: the log's tail (at most 80 lines, 2048 bytes) when the container failed.
+            tail = _log_tail(run.log_path)
+            if tail:
+                term["message"] = tail
         if code >= 128 and not error:
             term["signal"] = code - 128
         ran = now - run.started_mono

@@ -51,6 +51,28 @@ def _ready_targets(slices: list, port_name: str) -> set:
     return targets
 
 
+def service_names(services: list) -> list:
+    """[(ClusterIP, namespace, name)] of every Service with a ClusterIP: the names cluster DNS would answer."""
+    result = []
+    for svc in services:
+        ip = (svc.get("spec") or {}).get("clusterIP")
+        if ip and ip != "None":
+            result.append((ip, svc["metadata"]["namespace"], svc["metadata"]["name"]))
+    return sorted(result)
+
+
+def hosts_lines(names: list, namespace: str) -> str:
+    """/etc/hosts lines that resolve Service names as cluster DNS does for a pod in namespace: NAME.NS.svc.cluster.local,
+    NAME.NS.svc, NAME.NS, and NAME alone for the pod's own namespace (the search path's first entries)."""
+    lines = []
+    for ip, ns, name in names:
+        aliases = [f"{name}.{ns}.svc.cluster.local", f"{name}.{ns}.svc", f"{name}.{ns}"]
+        if ns == namespace:
+            aliases.append(name)
+        lines.append(f"{ip}\t{' '.join(aliases)}\n")
+    return "".join(lines)
+
+
 class ServiceProxy:
     """A loop of the simulator's controller: keeps the node namespace's nat rules on the Services."""
 
@@ -60,6 +82,7 @@ class ServiceProxy:
         self.log = log
         self.applied = None
         self.next_sync = 0.0
+        self.names = None  # [(ClusterIP, namespace, name)], read every pass; None until the first
 
     def _iptables(self, *args, stdin=None, check=False):
         return subprocess.run(["ip", "netns", "exec", self.netns, *args], input=stdin, capture_output=True,
@@ -71,6 +94,7 @@ class ServiceProxy:
             return
         self.next_sync = time.monotonic() + 1.0
         services, _ = self.api.list_all("/api/v1/services")
+        self.names = service_names(services)
         slices, _ = self.api.list_all("/apis/discovery.k8s.io/v1/endpointslices")
         rules = render(services, slices)
         if rules == self.applied:

@@ -8,7 +8,8 @@
 # role) is left alone, and digests, prune and progress stay with Ansible.
 #
 # The list (re-read every round; the kubelet updates the ConfigMap file): one model a line,
-#   <name as `ollama list` prints it> <name to pull> <insecure 0|1> <pinned ID (12 hex digits) or ->
+#   <name as `ollama list` prints it> <name to pull> <insecure 0|1> <pinned ID (12 hex digits) or -> [<name through
+#   the model cache>]
 # POSIX sh and the ollama CLI only: the Ollama image has no curl or python.
 set -u
 
@@ -67,6 +68,27 @@ pull_said() {
     tr '\r' '\n' <"$STATE/pull.log" | sed "s/${ESC}\[[0-9;?]*[A-Za-z]//g" | grep -v '^[[:space:]]*$' | tail -n 1
 }
 
+# With the model cache (a 5th column): pull by the cache's name (plain HTTP), copy to the model's own name, remove
+# the cache-named manifest (Ollama keeps the blobs the copy uses).
+pull_via() {
+    timeout "$PULL_TIMEOUT" ollama pull --insecure "$2" </dev/null >"$STATE/pull.log" 2>&1 &
+    child=$!
+    wait "$child"
+    status=$?
+    child=
+    [ "$status" = 0 ] || return $status
+    if ! ollama cp "$2" "$1" >>"$STATE/pull.log" 2>&1; then
+        # The model_pull role pulls the same name at the same time and may have copied and removed it first.
+        if listed && [ -n "$(id_of "$1")" ]; then
+            return 0
+        fi
+        status=1
+        return 1
+    fi
+    ollama rm "$2" >/dev/null 2>&1 || true
+    return 0
+}
+
 pull() {
     if [ "$2" = 1 ]; then
         timeout "$PULL_TIMEOUT" ollama pull --insecure "$1" </dev/null >"$STATE/pull.log" 2>&1 &
@@ -78,6 +100,15 @@ pull() {
     status=$?
     child=
     return $status
+}
+
+# fetch NAME PULL_NAME INSECURE [VIA]: through the model cache when VIA is given.
+fetch() {
+    if [ -n "${4:-}" ]; then
+        pull_via "$1" "$4"
+    else
+        pull "$2" "$3"
+    fi
 }
 
 mkdir -p "$STATE"
@@ -104,7 +135,7 @@ while :; do
     missing=0
     failed=0
     pulled=0
-    while read -r name pull_name insecure pinned <&3; do
+    while read -r name pull_name insecure pinned via <&3; do
         case "$name" in
             '' | '#'*) continue ;;
         esac
@@ -127,7 +158,7 @@ while :; do
         fi
         before=$id
         started=$(date +%s)
-        if pull "$pull_name" "$insecure"; then
+        if fetch "$name" "$pull_name" "$insecure" "$via"; then
             listed || true
             id=$(id_of "$name")
             if [ -z "$id" ]; then
@@ -147,7 +178,11 @@ while :; do
             fi
         else
             failed=$((failed + 1))
-            log "pulling $pull_name failed (exit $status): $(pull_said)"
+            if [ -n "$via" ]; then
+                log "pulling $pull_name through the model cache as $via failed (exit $status): $(pull_said). Fix: the model cache must be Ready; its warm container's log names the registry it could not reach"
+            else
+                log "pulling $pull_name failed (exit $status): $(pull_said)"
+            fi
         fi
     done 3<"$LIST"
 

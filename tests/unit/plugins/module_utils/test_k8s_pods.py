@@ -42,3 +42,27 @@ def test_only_running_pods_that_are_not_terminating_count_as_running():
     assert pods[0]['line'] == 'a on gpu-0 (Running, ready, ollama/ollama:0.11.4)'
     assert pods[1]['node'] == '(not scheduled)' and not pods[1]['ready']
     assert pods[2]['terminating'] and ', terminating' in pods[2]['line']
+
+
+def test_an_init_container_that_failed_twice_is_reported_with_its_message():
+    from ansible_collections.llmops.ollama.plugins.module_utils.k8s import init_error
+    failed = {'exitCode': 1, 'message': 'fetching\ncannot fetch library/x:latest from http://r:5000. Fix: y'}
+    once = {'initContainerStatuses': [{'name': 'warm', 'restartCount': 0, 'state': {'terminated': failed}}]}
+    assert init_error(once) == ''  # one failure: the kubelet retries it
+    twice = {'initContainerStatuses': [{'name': 'registry-0', 'restartCount': 0, 'state': {'running': {}}},
+                                       {'name': 'warm', 'restartCount': 2, 'state': {'waiting': {}},
+                                        'lastState': {'terminated': failed}}]}
+    assert init_error(twice) == 'warm: cannot fetch library/x:latest from http://r:5000. Fix: y'
+    done = {'initContainerStatuses': [{'name': 'warm', 'restartCount': 3, 'state': {'terminated': {'exitCode': 0}},
+                                       'lastState': {'terminated': failed}}]}
+    assert init_error(done) == ''  # it ended well at last
+
+
+def test_a_panic_is_the_telling_line_not_its_stack_trace():
+    from ansible_collections.llmops.ollama.plugins.module_utils.k8s import init_error
+    message = ('time="..." level=info msg="redis not configured"\npanic: Get "http://10.0.0.9:5000/v2/": dial tcp '
+               '10.0.0.9:5000: i/o timeout\n\ngoroutine 1 [running]:\nmain.main()\n\tmain.go:26 +0x1a')
+    status = {'initContainerStatuses': [{'name': 'registry-0', 'restartCount': 2, 'state': {'waiting': {}},
+                                         'lastState': {'terminated': {'exitCode': 2, 'message': message}}}]}
+    assert init_error(status) == ('registry-0: panic: Get "http://10.0.0.9:5000/v2/": dial tcp 10.0.0.9:5000: '
+                                  'i/o timeout')

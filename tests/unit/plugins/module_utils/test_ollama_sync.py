@@ -179,3 +179,85 @@ def test_ollama_model_refuses_bad_pods_settings_before_any_request(args, needle)
                                          check_mode=False, diff=False)
     assert result["failed"] and needle in result["msg"], result
     assert "Fix:" in result["msg"] or needle == "mutually exclusive"
+
+
+class CacheStore(Store):
+    """As Store, with /api/copy as Ollama does it (the manifest file copied: the same digest under the new name) and
+    the insecure flag of each pull recorded (mocks, said so)."""
+
+    def __init__(self, name, fail_copy=False):
+        super(CacheStore, self).__init__(name)
+        self.requests = []
+        self.fail_copy = fail_copy
+
+    def _request(self, method, path, body, timeout):
+        self.requests.append((path, body))
+        if path == '/api/copy':
+            if self.fail_copy:
+                raise oc.OllamaError('destination "x" is invalid', kind=oc.HTTP, status=400)
+            DIGESTS[body['destination']] = DIGESTS[body['source']]
+            self.models.add(body['destination'])
+            return {}
+        return super(CacheStore, self)._request(method, path, body, timeout)
+
+    def _stream(self, method, path, body, connect_timeout, read_timeout):
+        self.requests.append((path, {'model': body['model'], 'insecure': body['insecure']}))
+        return super(CacheStore, self)._stream(method, path, body, connect_timeout, read_timeout)
+
+
+CACHED = 'ollama-model-cache.ollama.svc:5000/library/tiny-a:latest'
+
+
+def test_through_the_cache_a_pull_copies_to_the_models_name_and_drops_the_cache_name():
+    DIGESTS[CACHED] = 'd' * 64
+    store = CacheStore('r0')
+    (outcome,) = oc.sync_endpoints([store], wanted({'name': 'tiny-a', 'via': CACHED}), concurrency=2)
+    result, errors = outcome
+    assert not errors
+    # Pulled by the cache's name over plain HTTP, copied to the model's own name, the cache-named manifest deleted.
+    calls = [(path, body) for path, body in store.requests if path not in ('/api/version', '/api/tags')]
+    assert calls == [('/api/pull', {'model': CACHED, 'insecure': True}),
+                     ('/api/copy', {'source': CACHED, 'destination': 'tiny-a:latest'}),
+                     ('/api/delete', {'model': CACHED})]
+    assert store.models == {'tiny-a:latest'}
+    assert [(m['name'], m['action'], m['digest']) for m in result['models']] == [
+        ('tiny-a:latest', 'pulled', 'sha256:' + 'd' * 64)]
+
+
+def test_a_failed_copy_says_so_with_the_cache_name():
+    DIGESTS[CACHED] = 'd' * 64
+    store = CacheStore('r0', fail_copy=True)
+    ((result, errors),) = oc.sync_endpoints([store], wanted({'name': 'tiny-a', 'via': CACHED}))
+    assert len(errors) == 1 and 'through the model cache as ' + CACHED in errors[0]
+    assert 'copying it to tiny-a:latest failed' in errors[0]
+    assert result['models'][0]['action'] == 'failed'
+
+
+def test_an_unreachable_cache_names_the_cache_and_where_it_says_why():
+    def refuse(endpoint, name):
+        raise oc.OllamaError('pull model manifest: dial tcp 10.43.0.9:5000: connect: connection refused',
+                             kind=oc.TRANSIENT)
+    store = CacheStore('r0')
+    store.gate = refuse
+    ((result, errors),) = oc.sync_endpoints([store], wanted({'name': 'tiny-a', 'via': CACHED}), attempts=1)
+    assert len(errors) == 1
+    assert 'model cache ollama-model-cache' in errors[0]
+    assert 'kubectl -n ollama logs deploy/ollama-model-cache -c warm' in errors[0]
+
+
+def test_a_copy_that_the_sidecar_made_first_is_no_failure():
+    DIGESTS[CACHED] = 'd' * 64
+    DIGESTS['tiny-a:latest'] = 'd' * 64
+    store = CacheStore('r0', fail_copy=True)
+    real_request = store._request
+
+    def sidecar_copied_first(method, path, body, timeout):
+        if path == '/api/copy':
+            # The sidecar copied it and removed the cache-named manifest: Ollama answers 404 for the source.
+            store.models.discard(CACHED)
+            store.models.add('tiny-a:latest')
+        return real_request(method, path, body, timeout)
+    store._request = sidecar_copied_first
+    ((result, errors),) = oc.sync_endpoints([store], wanted({'name': 'tiny-a', 'via': CACHED}))
+    assert not errors
+    assert result['models'][0]['action'] == 'pulled' and store.models == {'tiny-a:latest'}

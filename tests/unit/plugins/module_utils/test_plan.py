@@ -681,7 +681,8 @@ def test_plan_shape():
         'ok', 'errors', 'warnings', 'name', 'namespace', 'distribution', 'image', 'workload_kind', 'strategy',
         'rolling_update', 'pod_management_policy', 'replicas', 'gpus_per_pod', 'storage', 'affinity', 'tolerations',
         'node_selector', 'runtime_class', 'pdb', 'eligible_nodes', 'excluded_nodes', 'label_nodes', 'zones',
-        'models', 'ingress', 'gate', 'namespace_info', 'httproute', 'network_policy', 'self_heal', 'env_settings'])
+        'models', 'ingress', 'gate', 'namespace_info', 'httproute', 'network_policy', 'self_heal', 'env_settings',
+        'model_cache'])
     assert sorted(result['env_settings']) == ['others', 'seconds', 'values']
     assert sorted(result['storage']) == sorted([
         'mode', 'class', 'provisioner', 'access_mode', 'size', 'size_bytes', 'binding_mode', 'allow_expansion',
