@@ -17,6 +17,7 @@ from ansible.module_utils.common.arg_spec import ModuleArgumentSpecValidator
 from ansible.module_utils.common.parameters import remove_values
 
 _context = None
+_after_run = []
 
 
 class ModuleDone(Exception):
@@ -68,6 +69,17 @@ class ControllerModule(object):
         self._done(kwargs)
 
 
+def running():
+    """Whether a module's main() is running inside the controller now."""
+    return _context is not None
+
+
+def after_run(callback):
+    """Call callback when the module's main() that runs in the controller now has ended; a module process has
+    no such end (its exit ends everything), so the callback is only for what a process's exit would clean up."""
+    _after_run.append(callback)
+
+
 def run_in_controller(main, args, check_mode, diff):
     """The result of main(), run with a ControllerModule made from args."""
     global _context
@@ -78,6 +90,8 @@ def run_in_controller(main, args, check_mode, diff):
         return done.result
     finally:
         _context = None
+        while _after_run:
+            _after_run.pop()()
     return dict(failed=True, msg='the module ended without a result')
 
 
