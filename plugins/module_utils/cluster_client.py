@@ -96,7 +96,9 @@ class Source(object):
     def __init__(self, params, environ=None):
         environ = os.environ if environ is None else environ
         self.params, self.environ = params, environ
-        value = lambda name: _auth_value(params, name, environ)  # noqa: E731
+
+        def value(name):
+            return _auth_value(params, name, environ)
         self.kubeconfig = value('kubeconfig')
         self.context = value('context')
         self.proxy = value('proxy')
@@ -285,13 +287,13 @@ def connect(module, timeout):
             done = _load(module, extra, timeout + LOAD_MARGIN)
         finally:
             kube_config.KUBE_CONFIG_DEFAULT_LOCATION = saved
-    if done is None:
+    client, error, logged = done
+    if client is None and error is None:
         server = source.active()[2].get('server') or 'in the kubeconfig'
         raise ClusterError('no answer from the Kubernetes API server %s within %d seconds, for %s (the client\'s '
                            'first discovery requests)' % (server, timeout, source.describe()),
                            'check that the server is up and reachable from the controller%s'
                            % (' through the proxy %s' % proxy if proxy else ''))
-    client, error, logged = done
     if error is not None:
         raise _load_error(error, source, proxy)
     if logged:
@@ -305,7 +307,7 @@ def connect(module, timeout):
 
 def _load(module, extra, limit):
     """(client, exception, messages logged) of get_api_client, run in a thread given up after limit seconds
-    (None then): the client's first discovery requests carry no timeout. The messages are the ERROR records that
+    ((None, None, None) then): the client's first discovery requests carry no timeout. The messages are the ERROR records that
     thread logged (the client logs a failing exec plugin, then carries on without credentials)."""
     done = []
 
@@ -323,7 +325,7 @@ def _load(module, extra, limit):
     worker.daemon = True  # given up: it ends with the process
     worker.start()
     worker.join(limit)
-    return done[0] if done else None
+    return done[0] if done else (None, None, None)
 
 
 def _forget(temp_files, pooled):

@@ -59,8 +59,7 @@ class Server(object):
                 server.requests.append((self.command, self.path, self.headers))  # case-insensitive
                 server.connections.add(self.client_address)
                 path = urlsplit(self.path).path  # an absolute URI from a forwarding proxy too
-                route = server.routes.get(path) or DISCOVERY.get(path) or (404, {'kind': 'Status', 'code': 404,
-                                                                                  'message': 'not found'})
+                route = server.routes.get(path) or DISCOVERY.get(path) or NOT_FOUND
                 if callable(route):
                     return route(self)
                 status, body = route
@@ -97,6 +96,7 @@ DISCOVERY = {'/version': (200, {'major': '1', 'minor': '34', 'gitVersion': 'v1.3
              '/api': (200, {'kind': 'APIVersions', 'versions': ['v1']}),
              '/apis': (200, {'kind': 'APIGroupList', 'groups': []})}
 PODS = {'kind': 'PodList', 'items': []}
+NOT_FOUND = (404, {'kind': 'Status', 'code': 404, 'message': 'not found'})
 
 
 class Proxy(object):
@@ -356,8 +356,8 @@ def test_an_exec_token_is_renewed_when_its_expiration_passes(server, tmp_path):
 
 def test_a_failing_exec_plugin_names_the_plugin_the_file_and_the_fix(server, tmp_path):
     command = plugin(tmp_path / 'sso', 'sys.exit("the SSO session expired: run sso login")')
-    path = write_kubeconfig(tmp_path / 'kc', server.url, {'exec': dict(EXEC, command=command,
-                                                                      installHint='see docs/eks.md')})
+    user = {'exec': dict(EXEC, command=command, installHint='see docs/eks.md')}
+    path = write_kubeconfig(tmp_path / 'kc', server.url, user)
     with pytest.raises(k8s.ClusterError) as caught:
         k8s.Api(module(kubeconfig=path), request_timeout=5)
     text = str(caught.value)
@@ -512,7 +512,7 @@ def test_one_api_serves_several_threads_over_one_pool(tmp_path):
     try:
         api = k8s.Api(module(kubeconfig=write_kubeconfig(tmp_path / 'kc', busy.url)), request_timeout=10)
         results = []
-        threads = [threading.Thread(target=lambda: results.append(api.get('/api/v1/together'))) for _ in range(4)]
+        threads = [threading.Thread(target=lambda: results.append(api.get('/api/v1/together'))) for _thread in range(4)]
         for thread in threads:
             thread.start()
         for thread in threads:
