@@ -4,7 +4,7 @@
 
 Modules talk to the API by path through kubernetes.core's client (cluster_client.py), with the same credentials,
 K8S_AUTH_* variables and client cache as every kubernetes.core task, over the client's one urllib3 pool.
-Requests go by path: no discovery and no resource objects, and a stream is read line by line.
+Requests go by path (no resource objects and no discovery per request), and a stream is read line by line.
 """
 
 from __future__ import absolute_import, division, print_function
