@@ -33,7 +33,8 @@ class ActionModule(ActionBase):
     def _read_cluster(self, module_args, task_vars):
         """cluster_info in this process on a local connection, else as a module."""
         if runs_in_controller(self, HAS_KUBERNETES_CORE):
-            return run_in_worker(self, cluster_info.main, module_args, check_mode=True, diff=False)
+            return run_in_worker(self, cluster_info.main, module_args, check_mode=True, diff=False,
+                                 name='llmops.ollama.cluster_info')
         return self._execute_module(module_name='llmops.ollama.cluster_info', module_args=module_args,
                                     task_vars=task_vars)
 

@@ -43,6 +43,13 @@ options:
         copy, blobs) included. The collection's roles read it from the Secret C(<ollama_name>-gate-admin).
       - Falls back to the environment variable C(LLMOPS_OLLAMA_ADMIN_KEY).
     type: str
+  admin_key_secret:
+    description:
+      - The name of a Secret in I(namespace) whose data key C(key) holds the gate's admin key (the roles pass
+        C(<ollama_name>-gate-admin)). Read by the module itself when I(admin_key) is empty, for the endpoints
+        reached through the API server (not I(url)); the key is never returned. A missing Secret or key means
+        no admin key, as in check mode before the first converge.
+    type: str
   api_key:
     description:
       - A client key of the gate, sent with I(url) as C(Authorization) C(Bearer <key>), as the OpenAI and Ollama

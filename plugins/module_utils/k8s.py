@@ -56,12 +56,10 @@ def unmask_kubeconfig_path(module):
     exist'. A path stays out of the masked values; a dict's values stay masked."""
     path = module.params.get('kubeconfig')
     if isinstance(path, str):
-        # AnsibleModule keeps them in no_log_values (AnsibleK8SModule wraps one), the in-process module in
-        # _no_log_values.
-        inner = getattr(module, '_module', module)
-        for values in (getattr(inner, 'no_log_values', None), getattr(module, '_no_log_values', None)):
-            if isinstance(values, set):
-                values.discard(path)
+        # AnsibleModule and the in-process module keep them in no_log_values (AnsibleK8SModule wraps one).
+        values = getattr(getattr(module, '_module', module), 'no_log_values', None)
+        if isinstance(values, set):
+            values.discard(path)
     return module
 
 

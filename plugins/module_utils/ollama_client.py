@@ -14,6 +14,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import base64
 import collections
 import json
 import os
@@ -870,6 +871,7 @@ def _resolve_architectures(models, details, manifests, insecure_registries, time
 # The gate's keys: the admin key for the collection's calls (any endpoint), a client key for url.
 KEY_ARGS = dict(
     admin_key=dict(type='str', no_log=True, fallback=(env_fallback, ['LLMOPS_OLLAMA_ADMIN_KEY'])),
+    admin_key_secret=dict(type='str', no_log=False),
     api_key=dict(type='str', no_log=True, fallback=(env_fallback, ['LLMOPS_OLLAMA_API_KEY'])),
 )
 
@@ -884,6 +886,22 @@ ENDPOINT_ARGS = dict(
     request_timeout=dict(type='int', default=30),
     **KEY_ARGS
 )
+
+
+def admin_key(module, api, namespace):
+    """admin_key as given, else the data key `key` of the Secret admin_key_secret in namespace, read in this
+    process (the roles read it so, not with a k8s_info task: a module process of every no-op converge); '' where
+    the Secret or its key does not exist yet (check mode before the first converge). Never in the result."""
+    params = module.params
+    if params.get('admin_key') or not params.get('admin_key_secret'):
+        return params.get('admin_key')
+    secret = api.get_or_none('/api/v1/namespaces/%s/secrets/%s' % (namespace, params['admin_key_secret']))
+    value = ((secret or {}).get('data') or {}).get('key') or ''
+    key = base64.b64decode(value).decode('utf-8').strip() if value else ''
+    if key:
+        # AnsibleK8SModule keeps the AnsibleModule (and its no_log_values) in _module; ControllerModule has its own.
+        getattr(module, '_module', module).no_log_values.add(key)
+    return key
 
 
 def make_endpoint(module, pod=None, service=None, url=None):
@@ -903,10 +921,11 @@ def make_endpoint(module, pod=None, service=None, url=None):
     from ansible_collections.llmops.ollama.plugins.module_utils.k8s import Api, ClusterError
     try:
         api = Api(module, request_timeout=params.get('request_timeout') or 30)
+        key = admin_key(module, api, params['namespace'])
     except ClusterError as exc:
         module.fail_json(msg=str(exc))
     return ProxyEndpoint(api, params['namespace'], pod=pod, service=service, port=params.get('port'),
-                         admin_key=params.get('admin_key'))
+                         admin_key=key)
 
 
 def endpoint_label(endpoint):

@@ -60,6 +60,13 @@ options:
         consumes C(Authorization) itself). The collection's roles read it from the Secret C(<ollama_name>-gate-admin).
       - Falls back to the environment variable C(LLMOPS_OLLAMA_ADMIN_KEY).
     type: str
+  admin_key_secret:
+    description:
+      - The name of a Secret in I(namespace) whose data key C(key) holds the gate's admin key (the roles pass
+        C(<ollama_name>-gate-admin)). Read by the module itself when I(admin_key) is empty, for the endpoints
+        reached through the API server (not I(urls)); the key is never returned. A missing Secret or key means
+        no admin key, as in check mode before the first converge.
+    type: str
   api_key:
     description:
       - A client key of the gate, sent to I(urls) as C(Authorization) C(Bearer <key>).
@@ -151,6 +158,7 @@ from ansible_collections.llmops.ollama.plugins.module_utils.ollama_client import
     KEY_ARGS,
     ProxyEndpoint,
     UrlEndpoint,
+    admin_key,
     endpoint_info,
 )
 
@@ -178,16 +186,17 @@ def main():
     if params['pods'] or params['label_selector'] or params['service']:
         try:
             api = Api(module, request_timeout=params['request_timeout'])
+            key = admin_key(module, api, params['namespace'])
             if params['label_selector']:
                 running = read_pods(api, params['namespace'], params['label_selector'])[1]
                 pods += [p for p in running if p not in pods]
         except ClusterError as exc:
             module.fail_json(msg=str(exc))
         endpoints += [ProxyEndpoint(api, params['namespace'], pod=p, port=params['port'],
-                                    admin_key=params['admin_key']) for p in pods]
+                                    admin_key=key) for p in pods]
         if params['service']:
             endpoints.append(ProxyEndpoint(api, params['namespace'], service=params['service'], port=params['port'],
-                                           admin_key=params['admin_key']))
+                                           admin_key=key))
     endpoints += [UrlEndpoint(u, validate_certs=params['url_validate_certs'], headers=params['url_headers'],
                               api_key=params['api_key'], admin_key=params['admin_key']) for u in params['urls']]
     results = [endpoint_info(e, params['request_timeout']) for e in endpoints]

@@ -267,6 +267,7 @@ from ansible_collections.llmops.ollama.plugins.module_utils.k8s import Api, Clus
 from ansible_collections.llmops.ollama.plugins.module_utils.ollama_client import (
     ENDPOINT_ARGS,
     OllamaError,
+    admin_key,
     ProxyEndpoint,
     endpoint_label,
     make_endpoint,
@@ -291,10 +292,10 @@ def _proxy_endpoints(module, pods):
         module.fail_json(msg='pods needs namespace. Fix: set namespace to the namespace of the pods')
     try:
         api = Api(module, request_timeout=params.get('request_timeout') or 30)
+        key = admin_key(module, api, params['namespace'])
     except ClusterError as exc:
         module.fail_json(msg=str(exc))
-    return [ProxyEndpoint(api, params['namespace'], pod=pod, port=params.get('port'), admin_key=params.get('admin_key'))
-            for pod in pods]
+    return [ProxyEndpoint(api, params['namespace'], pod=pod, port=params.get('port'), admin_key=key) for pod in pods]
 
 
 def _sync_pods(module, wanted, options, started):

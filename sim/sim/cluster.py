@@ -137,6 +137,32 @@ def _pid_of_ours(marker: str) -> list:
     return pids
 
 
+def _live_owner_suffixes(scans: int = 2, pause: float = 0.5) -> set:
+    """The network suffixes of every simulated cluster with a process alive now (any state directory).
+
+    Scanned twice: a process in the middle of execve shows an empty environment for a moment."""
+    prefix = f"{OWNER_ENV}=".encode()
+    owners = set()
+    for scan in range(scans):
+        if scan:
+            time.sleep(pause)
+        owners |= _owner_marks(prefix)
+    return {network.suffix(owner) for owner in owners}
+
+
+def _owner_marks(prefix: bytes) -> set:
+    owners = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        owners.update(v[len(prefix):].decode(errors="replace") for v in environ.split(b"\0") if v.startswith(prefix))
+    return owners
+
+
 def kubeconfig_text(ports: dict, pki_dir: Path, client: str, context: str, server_host: str = HOST) -> str:
     def data(path):
         return base64.b64encode(path.read_bytes()).decode()
@@ -363,7 +389,7 @@ class Cluster:
             self._check_exited(state, name)
 
     def _start_pod_network_and_registry(self, state: dict) -> None:
-        state["network"] = network.setup(self.dir, state["pod_cidr"])
+        state["network"] = network.setup(self.dir, state["pod_cidr"], _live_owner_suffixes)
         _write_state(state)
         reg = registry.start(self.dir / "registry", REGISTRY_PORT, REGISTRY_PROXY_PORT,
                              storage_dir=cache_dir() / "registry-storage", listen_host=state["network"]["registry_ip"],

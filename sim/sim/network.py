@@ -14,6 +14,7 @@ import ctypes
 import hashlib
 import ipaddress
 import os
+import re
 import socket
 import subprocess
 import threading
@@ -24,6 +25,7 @@ from .errors import SimError
 NODE_IP = "10.250.0.1"
 GATEWAY_IP = "169.254.1.1"
 NETNS_DIR = Path("/run/netns")
+_SIM_HOST_LINK = re.compile(r"lsh[0-9a-f]{6}")
 _CLONE_NEWNET = 0x40000000
 _setns_lock = threading.Lock()
 
@@ -81,10 +83,12 @@ def _netns_exists(name: str) -> bool:
 
 
 # ---- the node namespace ------------------------------------------------------------------------
-def setup(state_dir: Path, pod_cidr: str) -> dict:
+def setup(state_dir: Path, pod_cidr: str, live_suffixes=frozenset) -> dict:
+    """`live_suffixes()`: the suffixes of the simulated clusters running now (their owner marks' state dirs)."""
     n = names(state_dir)
     node, host_if, node_if = n["netns"], n["host_if"], n["node_if"]
     cleanup(state_dir)
+    claim_pod_cidr(pod_cidr, host_if, live_suffixes)
     ip("netns", "add", node)
     ip("link", "add", host_if, "type", "veth", "peer", "name", node_if, "netns", node)
     ip("addr", "add", f"{NODE_IP}/32", "dev", host_if)
@@ -108,14 +112,55 @@ def setup(state_dir: Path, pod_cidr: str) -> dict:
 
 def cleanup(state_dir: Path) -> None:
     """Remove every namespace and link of this cluster (the sandboxes' veths go with their namespaces)."""
-    n = names(state_dir)
-    prefix = f"llmsim-{suffix(state_dir)}-"
+    _remove_network(suffix(state_dir))
+
+
+def _remove_network(sfx: str, prefixes: tuple = ()) -> None:
     if NETNS_DIR.exists():
         for entry in NETNS_DIR.iterdir():
-            if entry.name.startswith(prefix):
+            if entry.name.startswith((f"llmsim-{sfx}-", *prefixes)):
                 ip("netns", "del", entry.name, check=False)
-    ip("netns", "del", n["netns"], check=False)
-    ip("link", "del", n["host_if"], check=False)
+    ip("netns", "del", f"llmsim-{sfx}", check=False)
+    ip("link", "del", f"lsh{sfx}", check=False)
+
+
+def _routes_inside(pod_cidr: str) -> list:
+    """(destination, device) of the main table's routes that lie inside the pod CIDR (it or narrower)."""
+    cidr = ipaddress.ip_network(pod_cidr)
+    shown = ip("-4", "-o", "route", "show", "table", "main", check=False).stdout
+    found = []
+    for line in shown.splitlines():
+        words = line.split()
+        if not words or "dev" not in words:
+            continue
+        try:
+            dst = ipaddress.ip_network(words[0], strict=False)
+        except ValueError:  # default, unreachable, blackhole ...
+            continue
+        if dst.subnet_of(cidr):
+            found.append((str(dst), words[words.index("dev") + 1]))
+    return found
+
+
+def _has_processes(netns: str) -> bool:
+    return bool(ip("netns", "pids", netns, check=False).stdout.strip())
+
+
+def claim_pod_cidr(pod_cidr: str, host_if: str, live_suffixes) -> None:
+    """Take the pod CIDR for this cluster. A route inside it from a simulated cluster whose processes are all
+    gone (a run killed before `sim down`) is that cluster's leftover network: remove it. Any other route
+    would send part of the pod network elsewhere: refuse it, naming the route."""
+    foreign = [(dst, dev) for dst, dev in _routes_inside(pod_cidr) if dev != host_if]
+    live = live_suffixes() if foreign else set()
+    for dst, dev in foreign:
+        sfx = dev[len("lsh"):] if _SIM_HOST_LINK.fullmatch(dev) else None
+        if sfx and sfx not in live and not _has_processes(f"llmsim-{sfx}"):
+            _remove_network(sfx, prefixes=(f"llmhost-{sfx}-",))  # its GPU hosts' namespaces too
+            continue
+        owner = "another simulated cluster that is running" if sfx else "not the simulator's"
+        raise SimError(f"the pod CIDR {pod_cidr} is already routed on this machine: {dst} dev {dev} ({owner})",
+                       "set LLMOPS_SIM_POD_CIDR (LLMOPS_TEST_SIM_POD_CIDR for the tests) to a range no route "
+                       "uses (`ip route` lists them), or stop that cluster with its `sim down`")
 
 
 # ---- sandboxes ---------------------------------------------------------------------------------

@@ -452,3 +452,41 @@ def test_a_url_sends_the_client_key_as_bearer_and_the_admin_key_in_its_header():
     assert sent[0] == ('https://ollama.example.com/api/version',
                        {'Authorization': 'Bearer ' + 'k' * 40, 'Accept': 'application/json'})
     assert sent[1][1] == {'X-Llmops-Admin-Key': 'A' * 43, 'X-Extra': '1', 'Accept': 'application/json'}
+
+
+class _SecretApi(object):
+    """A stand-in for k8s.Api (pure logic: which Secret is read and how its key is decoded)."""
+
+    def __init__(self, secrets):
+        self.secrets, self.paths = secrets, []
+
+    def get_or_none(self, path):
+        self.paths.append(path)
+        return self.secrets.get(path)
+
+
+class _Module(object):
+    def __init__(self, **params):
+        self.params = dict(dict(admin_key=None, admin_key_secret=None), **params)
+        self.no_log_values = set()
+
+
+SECRET_PATH = "/api/v1/namespaces/ns/secrets/ollama-gate-admin"
+
+
+def test_the_admin_key_is_read_from_its_secret_and_kept_out_of_the_result():
+    import base64
+    api = _SecretApi({SECRET_PATH: {"data": {"key": base64.b64encode(b"k" * 43).decode()}}})
+    module = _Module(admin_key="", admin_key_secret="ollama-gate-admin")
+    assert oc.admin_key(module, api, "ns") == "k" * 43
+    assert api.paths == [SECRET_PATH]
+    assert module.no_log_values == {"k" * 43}
+
+
+def test_a_given_admin_key_wins_and_a_missing_secret_means_none():
+    api = _SecretApi({})
+    assert oc.admin_key(_Module(admin_key="given", admin_key_secret="ollama-gate-admin"), api, "ns") == "given"
+    assert api.paths == []
+    assert oc.admin_key(_Module(admin_key_secret="ollama-gate-admin"), api, "ns") == ""
+    assert oc.admin_key(_Module(), api, "ns") is None
+    assert api.paths == [SECRET_PATH]
