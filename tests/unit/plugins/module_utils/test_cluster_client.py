@@ -224,9 +224,9 @@ def write_kubeconfig(path, server, user=None, cluster_extra=None, context='test'
 
 
 def module(**params):
-    """The module object the collection's modules get in the controller (inprocess.ControllerModule), with the
-    auth options of kubernetes.core."""
-    return inprocess.ControllerModule(k8s.auth_argument_spec(), params, False, False)
+    """The module object the collection's modules get in the controller (inprocess.ControllerK8SModule, the
+    in-process AnsibleK8SModule), with the auth options of kubernetes.core."""
+    return inprocess.ControllerK8SModule(k8s.auth_argument_spec(), params, False, False)
 
 
 @pytest.fixture(autouse=True)
@@ -610,7 +610,7 @@ def test_the_clients_certificate_files_go_when_the_task_ends(tmp_path):
     seen = {}
 
     def main():
-        mod = inprocess.make_module(dict, k8s.auth_argument_spec())
+        mod = k8s.new_module({})
         before = set(kube_config._temp_files.values())
         api = k8s.Api(mod, request_timeout=5)
         seen['version'] = api.version()['gitVersion']
