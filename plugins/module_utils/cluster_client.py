@@ -112,8 +112,10 @@ class Source(object):
             self.kind = 'in-cluster'
         else:
             self.kind = 'kubeconfig'
+        # Where no option names one: the client's default, read from the environment now as a module process would.
+        self.defaulted = None
         if self.kind == 'kubeconfig' and not self.kubeconfig:
-            # The client's default; read from the environment now, as a module process would.
+            self.defaulted = 'KUBECONFIG' if environ.get('KUBECONFIG') else 'home'
             self.kubeconfig = environ.get('KUBECONFIG') or '~/.kube/config'
         self._merged = None
 
@@ -137,8 +139,12 @@ class Source(object):
         found'); a list of files (a:b) is merged as KUBECONFIG is, where missing files are skipped."""
         paths = self.paths
         if paths and not any(os.path.exists(p) for p in paths):
-            raise ClusterError('the kubeconfig %s does not exist' % self.kubeconfig,
-                               'set ollama_kubeconfig (or K8S_AUTH_KUBECONFIG) to the path of an existing kubeconfig')
+            fix = 'set ollama_kubeconfig (or K8S_AUTH_KUBECONFIG) to the path of an existing kubeconfig'
+            if self.defaulted == 'home':  # the HOME of the user the module runs as (a become task's is another's)
+                raise ClusterError('no kubeconfig at %s (the default: neither ollama_kubeconfig, K8S_AUTH_KUBECONFIG '
+                                   'nor KUBECONFIG is set)' % ', '.join(paths), fix)
+            raise ClusterError('the kubeconfig %s%s does not exist'
+                               % (self.kubeconfig, ' (from KUBECONFIG)' if self.defaulted else ''), fix)
 
     def merged(self):
         """The kubeconfig as the client merges it (a ConfigNode), or None where there is none or it cannot be

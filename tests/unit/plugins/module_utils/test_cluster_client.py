@@ -290,6 +290,17 @@ def test_k8s_auth_kubeconfig_as_a_list_with_a_missing_file(server, tmp_path, mon
         k8s.Api(module(), request_timeout=5)
 
 
+def test_no_kubeconfig_anywhere_names_the_default_file_of_this_home(tmp_path, monkeypatch):
+    # A become task runs as another user: the message names that user's file, not the controller's.
+    with pytest.raises(k8s.ClusterError) as raised:
+        k8s.Api(module(), request_timeout=5)
+    assert 'no kubeconfig at %s' % (tmp_path / 'home' / '.kube' / 'config') in str(raised.value)
+    assert 'Fix: set ollama_kubeconfig' in str(raised.value)
+    monkeypatch.setenv('KUBECONFIG', str(tmp_path / 'gone'))
+    with pytest.raises(k8s.ClusterError, match='the kubeconfig .*gone \\(from KUBECONFIG\\) does not exist'):
+        k8s.Api(module(), request_timeout=5)
+
+
 def test_kubeconfig_from_the_task_environment_in_the_controller(server, tmp_path, monkeypatch):
     # The kubernetes client reads KUBECONFIG once, when it is imported; in the controller each task's
     # environment sets it after that, as it would for a module process.
