@@ -29,11 +29,12 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "sim"))
 from sim import build, cluster  # noqa: E402
 
-ENV = {
+# Its own cluster beside a demo or test cluster; LLMOPS_BENCH_<NAME> moves one (e.g. LLMOPS_BENCH_SIM_API_PORT).
+ENV = {name: os.environ.get("LLMOPS_BENCH_" + name[len("LLMOPS_"):], default) for name, default in {
     "LLMOPS_SIM_STATE": str(REPO / ".sim-bench-converge"),
     "LLMOPS_SIM_API_PORT": "28301", "LLMOPS_SIM_ETCD_PORT": "28302", "LLMOPS_SIM_ETCD_PEER_PORT": "28303",
     "LLMOPS_SIM_KWOK_PORT": "28304", "LLMOPS_SIM_INGRESS_PORT": "28305", "LLMOPS_SIM_POD_CIDR": "10.241.0.0/16",
-}
+}.items()}
 REPEAT = 3
 # site.yml's no-op over the plain kubernetes.core playbook's (issue 14). The earlier target, ratio_noop <= 2.0
 # against kubectl plus an empty playbook, is retired: ansible-core's cost per task puts it out of reach.

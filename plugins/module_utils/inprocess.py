@@ -37,6 +37,7 @@ def _as_sent(value, coders):
 
 
 _context = None
+_after_run = []
 
 
 class ModuleDone(Exception):
@@ -117,6 +118,17 @@ class ControllerModule(object):
         self._done(kwargs)
 
 
+def running():
+    """Whether a module's main() is running inside the controller now."""
+    return _context is not None
+
+
+def after_run(callback):
+    """Call callback when the module's main() that runs in the controller now has ended; a module process has
+    no such end (its exit ends everything), so the callback is only for what a process's exit would clean up."""
+    _after_run.append(callback)
+
+
 class ControllerK8SModule(ControllerModule):
     """AnsibleK8SModule's additions to AnsibleModule."""
 
@@ -145,6 +157,8 @@ def run_in_controller(main, args, check_mode, diff, name=None):
         return done.result
     finally:
         _context = None
+        while _after_run:
+            _after_run.pop()()
     return dict(failed=True, msg='the module ended without a result')
 
 

@@ -2,9 +2,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Module base, API requests by path, paginated lists.
 
-Modules talk to the API by path with the same credentials as every kubernetes.core task (module options, then
-K8S_AUTH_* environment variables, then in-cluster or kubeconfig), resolved by kubeconfig.py and sent over the
-standard library's HTTPS. Only a kubeconfig user with a legacy auth-provider goes through the kubernetes client.
+Modules talk to the API by path through kubernetes.core's client (cluster_client.py), with the same credentials,
+K8S_AUTH_* variables and client cache as every kubernetes.core task, over the client's one urllib3 pool.
+Requests go by path (no resource objects and no discovery per request), and a stream is read line by line.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -13,11 +13,10 @@ __metaclass__ = type
 
 import copy
 import json
-import os
 
 from ansible_collections.llmops.ollama.plugins.module_utils.inprocess import make_module
-
-from ansible_collections.llmops.ollama.plugins.module_utils import kubeconfig
+from ansible_collections.llmops.ollama.plugins.module_utils.cluster_client import (  # noqa: F401 (re-exported)
+    HAS_CLIENT, ClusterError, connect, unreachable)
 
 try:
     from ansible_collections.kubernetes.core.plugins.module_utils.args_common import AUTH_ARG_SPEC
@@ -26,22 +25,12 @@ try:
 except ImportError:  # reported by new_module with the fix
     AUTH_ARG_SPEC, AnsibleK8SModule = {}, None
     HAS_KUBERNETES_CORE = False
+# The action plugins run a module in the controller only where both import there (else as a module process,
+# which reports what is missing).
+HAS_KUBERNETES_CORE = HAS_KUBERNETES_CORE and HAS_CLIENT
 
 PAGE_SIZE = 500
 MAX_PAGES = 10000
-
-
-class ClusterError(Exception):
-    """An API answer or a connection failure, with the fix to show the user."""
-
-    def __init__(self, message, fix, status=None):
-        super(ClusterError, self).__init__(message)
-        self.message = message
-        self.fix = fix
-        self.status = status
-
-    def __str__(self):
-        return '%s. Fix: %s' % (self.message, self.fix)
 
 
 def auth_argument_spec():
@@ -57,7 +46,7 @@ def new_module(argument_spec, **kwargs):
         module = AnsibleModule(argument_spec=spec, **kwargs)
         module.fail_json(msg='the kubernetes.core collection (>= 6.2.0) is missing. Fix: pip install ansible==12.x '
                              'or ansible-galaxy collection install -r requirements.yml')
-    # kubeconfig.py talks to the cluster; the kubernetes client is needed only for an auth-provider user.
+    # Api() reports a missing kubernetes client, so a module that does not reach the cluster still runs.
     return unmask_kubeconfig_path(make_module(AnsibleK8SModule, spec, check_k8s=False, **kwargs))
 
 
@@ -75,43 +64,32 @@ def unmask_kubeconfig_path(module):
 
 
 class Api(object):
-    """Requests by path on one API client; every call bounded by request_timeout seconds."""
+    """Requests by path on one API client; every call bounded by request_timeout seconds. One Api serves
+    several threads (the client's urllib3 pool is thread-safe and keeps a connection per concurrent request)."""
 
     def __init__(self, module, request_timeout=30):
         self.timeout = request_timeout
-        kubeconfig_path = module.params.get('kubeconfig') or os.environ.get('K8S_AUTH_KUBECONFIG')
-        # A list of files (a:b) is merged as KUBECONFIG is, where missing files are skipped.
-        if isinstance(kubeconfig_path, str) and not any(
-                os.path.exists(os.path.expanduser(p)) for p in kubeconfig_path.split(os.pathsep) if p):
-            raise ClusterError('the kubeconfig %s does not exist' % kubeconfig_path,
-                               'set ollama_kubeconfig (or K8S_AUTH_KUBECONFIG) to the path of an existing kubeconfig')
-        try:
-            try:
-                self.transport = kubeconfig.HttpTransport(kubeconfig.load_endpoint(module.params))
-            except kubeconfig.Unsupported:
-                self.transport = ClientTransport(module)
-        except ClusterError:
-            raise
-        except Exception as exc:  # a missing context, unreadable YAML, a bad certificate file
-            raise ClusterError('cannot load the cluster credentials: %s' % _short(exc),
-                               'set ollama_kubeconfig (or K8S_AUTH_KUBECONFIG) to an existing kubeconfig file and '
-                               'ollama_context (or K8S_AUTH_CONTEXT) to a context in it')
+        client, self.source = connect(module, request_timeout)
+        self.transport = ClientTransport(client)
         self.host = self.transport.host
 
     def _call(self, method, path, body=None, query=None, timeout=None, stream=False, content_type=None,
               headers=None):
         headers = dict(headers or {}, Accept='application/json')
         headers['Content-Type'] = content_type or 'application/json'
-        try:
-            answer = self.transport.call(method, path, body=body, query=query, headers=headers,
-                                         timeout=timeout or self.timeout, stream=stream)
-        except kubeconfig.socket_errors() as exc:
-            raise ClusterError('cannot reach the Kubernetes API server at %s: %s' % (self.host, _short(exc)),
-                               'check that the server in the kubeconfig is up and reachable from the controller, '
-                               'and that ollama_context (K8S_AUTH_CONTEXT) names the right cluster')
+        answer = self.send(method, path, body=body, query=query, headers=headers, timeout=timeout, stream=stream)
         if answer.status >= 400:
-            raise ClusterError(*_describe_api_error(method, path, answer.status, answer.data, answer.reason))
+            raise ClusterError(*describe_api_error(method, path, answer.status, answer.data, answer.reason,
+                                                   self.source))
         return answer
+
+    def send(self, method, path, body=None, query=None, headers=None, timeout=None, stream=False):
+        """The Response whatever its status; a ClusterError only where no answer came."""
+        try:
+            return self.transport.call(method, path, body=body, query=query, headers=headers,
+                                       timeout=timeout or self.timeout, stream=stream)
+        except ConnectionError as exc:
+            raise unreachable(exc, self.source, host=self.host, proxy=self.transport.proxy)
 
     def request(self, method, path, body=None, query=None, timeout=None, content_type=None, headers=None):
         """The decoded JSON answer; headers are sent as well (e.g. the gate's admin key through a pod proxy)."""
@@ -127,8 +105,8 @@ class Api(object):
 
     def stream_lines(self, method, path, body=None, timeout=None, headers=None):
         """Yield each line of a streamed answer (Ollama's progress stream), decoded as JSON. A read that outlasts
-        timeout, or a stream that breaks off, raises the socket's own error: the caller tells a stall (its
-        'timed out') from a break."""
+        timeout, or a stream that breaks off, raises ConnectionError with the client's text: the caller tells a
+        stall (its 'timed out') from a break."""
         answer = self._call(method, path, body=body, timeout=timeout, stream=True, headers=headers)
         for line in answer.lines():
             yield json.loads(line)
@@ -234,12 +212,8 @@ def service_proxy_path(namespace, service, port, path):
     return '/api/v1/namespaces/%s/services/%s:%s/proxy%s' % (namespace, service, port, path)
 
 
-def _short(exc):
-    text = str(exc)
-    return text if len(text) < 300 else text[:300] + '...'
-
-
-def _describe_api_error(method, path, status, body, reason):
+def describe_api_error(method, path, status, body, reason, source=None):
+    """(message, fix, status) for an error answer; a refused credential names where it came from."""
     text = body.decode('utf-8', 'replace') if isinstance(body, bytes) else (body or '')
     try:
         answer = json.loads(text)
@@ -247,7 +221,9 @@ def _describe_api_error(method, path, status, body, reason):
     except (TypeError, ValueError, AttributeError):
         message = text.strip() or reason
     if status == 401:
-        fix = 'the credentials in the kubeconfig were refused: renew them or choose another ollama_context'
+        where = source.describe() if source is not None else 'the kubeconfig'
+        fix = ('the credentials of %s were refused (expired or revoked): renew them (a new token, certificate or '
+               'login) or choose another ollama_context' % where)
     elif status == 403:
         fix = 'grant this user the permissions listed in docs/rbac.md (or run with a more privileged context)'
     elif status == 404:
@@ -257,27 +233,36 @@ def _describe_api_error(method, path, status, body, reason):
     return ('%s %s answered %s: %s' % (method, path, status, message), fix, status)
 
 
-class ClientTransport(object):
-    """The kubernetes client, through kubernetes.core, for a kubeconfig user with a legacy auth-provider (the
-    one credential kubeconfig.py does not resolve itself)."""
+class Response(object):
+    """An answer: status, reason and body (data), or for a stream its lines."""
 
-    def __init__(self, module):
-        try:
-            from ansible_collections.kubernetes.core.plugins.module_utils.k8s.client import get_api_client
-            from kubernetes.client.exceptions import ApiException
-            from urllib3.exceptions import HTTPError
-        except ImportError as exc:
-            raise ClusterError('this kubeconfig user has an auth-provider, which needs the kubernetes Python '
-                               'client: %s' % exc, 'pip install kubernetes (see requirements.txt), or give the '
-                               'user a token, a client certificate or an exec credential plugin')
+    def __init__(self, status, reason, data=None, raw=None):
+        self.status = status
+        self.reason = reason
+        self.data = data
+        self._raw = raw
+
+    def lines(self):
+        """Each non-empty line of a streamed answer."""
+        for line in iter(self._raw.readline, b''):
+            if line.strip():
+                yield line
+
+
+class ClientTransport(object):
+    """Requests by path through kubernetes.core's client: its ApiClient adds the credentials (and refreshes an
+    exec plugin's token when its expirationTimestamp passes) and sends over its urllib3 pool."""
+
+    def __init__(self, client):
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
         self._errors = (ApiException, HTTPError)
-        client = get_api_client(module=module)
         self.api_client = client.client.client
         self.host = client.configuration.host
-        # urllib3 retries a refused or timed-out connection three times by default; once is enough.
-        self.api_client.rest_client.pool_manager.connection_pool_kw['retries'] = 1
+        self.proxy = client.configuration.proxy
 
     def call(self, method, path, body=None, query=None, headers=None, timeout=30, stream=False):
+        """The Response; ConnectionError (with the client's text) where the server gave no answer."""
         try:
             answer = self.api_client.call_api(
                 path, method, query_params=list((query or {}).items()), header_params=headers, body=body,
@@ -286,12 +271,12 @@ class ClientTransport(object):
         except self._errors[0] as exc:
             if not exc.status:  # status 0: the client's own TLS or connection failure, not an answer
                 raise ConnectionError(exc.reason)
-            return kubeconfig.Response(exc.status, exc.reason, data=exc.body)
+            return Response(exc.status, exc.reason, data=exc.body)
         except self._errors[1] as exc:
-            raise ConnectionError(str(exc))
+            raise ConnectionError(getattr(exc, 'reason', None) or exc)
         if stream:
-            return kubeconfig.Response(answer.status, answer.reason, raw=_ClientStream(answer, self._errors[1]))
-        return kubeconfig.Response(answer.status, answer.reason, data=answer.data)
+            return Response(answer.status, answer.reason, raw=_ClientStream(answer, self._errors[1]))
+        return Response(answer.status, answer.reason, data=answer.data)
 
 
 class _ClientStream(object):

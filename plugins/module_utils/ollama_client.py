@@ -1020,28 +1020,6 @@ def run_bounded(jobs, concurrency, timeout=None, clock=time.monotonic):
         return list(running) + list(pending)
 
 
-class PerThreadApi(object):
-    """The cluster API with one connection per thread (a kept-alive connection serves one request at a time);
-    ``factory`` makes one, first here in the caller's thread, so a bad kubeconfig fails before any thread."""
-
-    def __init__(self, factory, first=None):
-        self._factory = factory
-        self._local = threading.local()
-        self._local.api = first if first is not None else factory()
-
-    def _api(self):
-        api = getattr(self._local, 'api', None)
-        if api is None:
-            api = self._local.api = self._factory()
-        return api
-
-    def request(self, *args, **kwargs):
-        return self._api().request(*args, **kwargs)
-
-    def stream_lines(self, *args, **kwargs):
-        return self._api().stream_lines(*args, **kwargs)
-
-
 class EndpointSync(object):
     """One endpoint's part of a sync: read what it holds, pull each missing model (several at once from
     different threads), then delete, warm up and read what it holds after."""

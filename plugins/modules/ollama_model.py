@@ -271,7 +271,6 @@ from ansible_collections.llmops.ollama.plugins.module_utils.ollama_client import
     ENDPOINT_ARGS,
     OllamaError,
     admin_key,
-    PerThreadApi,
     ProxyEndpoint,
     endpoint_label,
     make_endpoint,
@@ -289,13 +288,14 @@ def _diff(result):
 
 
 def _proxy_endpoints(module, pods):
-    """One ProxyEndpoint per pod on one API whose connections are per thread (the pulls run in threads)."""
+    """One ProxyEndpoint per pod on one API (the pulls run in threads; the client's pool gives each concurrent
+    request its own connection)."""
     params = module.params
     if not params.get('namespace'):
         module.fail_json(msg='pods needs namespace. Fix: set namespace to the namespace of the pods')
     try:
-        api = PerThreadApi(lambda: Api(module, request_timeout=params.get('request_timeout') or 30))
-        key = admin_key(module, Api(module, request_timeout=params.get('request_timeout') or 30), params['namespace'])
+        api = Api(module, request_timeout=params.get('request_timeout') or 30)
+        key = admin_key(module, api, params['namespace'])
     except ClusterError as exc:
         module.fail_json(msg=str(exc))
     return [ProxyEndpoint(api, params['namespace'], pod=pod, port=params.get('port'), admin_key=key) for pod in pods]
@@ -378,10 +378,6 @@ def main():
             module.exit_json(changed=False, endpoints=[], elapsed=0.0)
         _sync_pods(module, wanted, options, started)
     endpoint = make_endpoint(module)
-    if isinstance(endpoint, ProxyEndpoint) and params['concurrency'] > 1:
-        # Several pulls of this one endpoint run in threads: a connection each.
-        endpoint.api = PerThreadApi(lambda: Api(module, request_timeout=params['request_timeout'] or 30),
-                                    first=endpoint.api)
     try:
         result, errors = sync_models(endpoint, wanted, progress_path=params['progress_file'], **options)
     except OllamaError as exc:

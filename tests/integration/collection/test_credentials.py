@@ -3,14 +3,17 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Cluster credentials as a real pod_info task resolves them against the simulated cluster's API server: the
 admin kubeconfig by option and by K8S_AUTH_KUBECONFIG, a ServiceAccount's bearer token inline and from an exec
-credential plugin, a refused token, certificates at paths relative to the kubeconfig, and an auth-provider user
-that only the kubernetes client can serve. Where the ServiceAccount is used, a read outside its namespace must be
+credential plugin, a refused token, certificates at paths relative to the kubeconfig, and an auth-provider user,
+all through kubernetes.core's client (plugins/module_utils/cluster_client.py). The bad input of the issue is
+here too: an exec plugin that fails, an expired token, an unreadable kubeconfig (and an https proxy-url in
+test_credentials_proxy.py), each a clear error naming the file and the fix, within the request timeout. Where the ServiceAccount is used, a read outside its namespace must be
 refused, which shows its token (and not some admin credential) went out."""
 
 import base64
 import json
 import os
 import sys
+import time
 
 import pytest
 
@@ -18,11 +21,11 @@ APP = "cred"
 READER = "reader"
 
 
-def pod_info_playbook(tmp_path, namespace, kubeconfig=None, environment=None, name="task.yml"):
+def pod_info_playbook(tmp_path, namespace, kubeconfig=None, environment=None, name="task.yml", timeout=20):
     """A play with one pod_info task in namespace (registered as `out`), and the same read in kube-system
     (`elsewhere`, failures ignored)."""
     def task(task_name, target, ignore):
-        args = {"namespace": target, "label_selector": {"app": APP}, "request_timeout": 20}
+        args = {"namespace": target, "label_selector": {"app": APP}, "request_timeout": timeout}
         if kubeconfig is not None:
             args["kubeconfig"] = str(kubeconfig)
         entry = {"name": task_name, "llmops.ollama.pod_info": args, "register": "out" if not ignore else "elsewhere"}
@@ -173,19 +176,73 @@ def test_a_failing_exec_plugin_is_reported_with_its_message(playbook, cluster, n
         "apiVersion": "client.authentication.k8s.io/v1", "command": str(script), "interactiveMode": "Never"}})
     run = playbook(pod_info_playbook(tmp_path, namespace, kubeconfig=path), timeout=180)
     assert run.rc != 0
-    assert "failed (1): the SSO session expired: run sso login" in run.failure, run
-    assert "Fix: set ollama_kubeconfig" in run.failure
+    assert (f"the exec credential plugin {script} of the kubeconfig {path} (context test, user who) failed: "
+            "exec: process returned 1. the SSO session expired: run sso login") in run.failure, run
+    assert "Fix: run the command by hand to see what it needs (e.g. a fresh login)" in run.failure
 
 
 @pytest.mark.profile("k3s")
-def test_a_refused_token_is_a_401_that_names_the_fix(playbook, cluster, namespace, admin, tmp_path):
+def test_a_hanging_exec_plugin_is_stopped_within_the_request_timeout(playbook, cluster, namespace, admin, tmp_path):
     server, _user = admin
-    path = write_kubeconfig(tmp_path / "kube" / "config", server, {"token": "not-a-valid-token"})
+    script = tmp_path / "hang"
+    script.write_text(f"#!{sys.executable}\nimport time\ntime.sleep(120)\n")
+    script.chmod(0o755)
+    path = write_kubeconfig(tmp_path / "kube" / "config", server, {"exec": {
+        "apiVersion": "client.authentication.k8s.io/v1", "command": str(script), "interactiveMode": "Never"}})
+    started = time.monotonic()
+    run = playbook(pod_info_playbook(tmp_path, namespace, kubeconfig=path, timeout=3), timeout=180)
+    took = time.monotonic() - started
+    assert run.rc != 0
+    assert f"exec: {script} did not answer within 3 seconds" in run.failure, run
+    assert took < 60, took  # the two tasks, each stopped at 3 s, and ansible-playbook around them
+
+
+def expired_token(cluster, namespace):
+    """A ServiceAccount token the cluster itself would have issued (signed with its key, its issuer and audience)
+    that expired an hour ago."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+    key = serialization.load_pem_private_key((cluster.kubeconfig.parent / "pki" / "sa.key").read_bytes(), None)
+    now = int(time.time())
+    issuer = "https://kubernetes.default.svc.cluster.local"
+    claims = {"iss": issuer, "aud": [issuer], "sub": f"system:serviceaccount:{namespace}:{READER}",
+              "iat": now - 7200, "nbf": now - 7200, "exp": now - 3600,
+              "kubernetes.io": {"namespace": namespace, "serviceaccount": {"name": READER, "uid": "0"}}}
+
+    def part(data):
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+    signed = part({"alg": "RS256", "typ": "JWT"}) + "." + part(claims)
+    signature = key.sign(signed.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return signed + "." + base64.urlsafe_b64encode(signature).rstrip(b"=").decode()
+
+
+@pytest.mark.profile("k3s")
+@pytest.mark.parametrize("kind", ["invalid", "expired"])
+def test_a_refused_token_is_a_401_that_names_the_file_and_the_fix(playbook, cluster, namespace, admin, tmp_path,
+                                                                  kind):
+    server, _user = admin
+    token = "not-a-valid-token" if kind == "invalid" else expired_token(cluster, namespace)
+    path = write_kubeconfig(tmp_path / "kube" / "config", server, {"token": token})
     run = playbook(pod_info_playbook(tmp_path, namespace, kubeconfig=path), timeout=180)
     assert run.rc != 0
     assert "answered 401" in run.failure, run
-    assert ("Fix: the credentials in the kubeconfig were refused: renew them or choose another ollama_context"
-            in run.failure)
+    assert (f"Fix: the credentials of the kubeconfig {path} (context test, user who) were refused (expired or "
+            "revoked): renew them (a new token, certificate or login) or choose another ollama_context") in run.failure
+
+
+@pytest.mark.profile("k3s")
+def test_an_unreadable_kubeconfig_is_named(playbook, cluster, namespace, tmp_path):
+    # A directory: unreadable as a file even to root (the tests may run as root, whom chmod does not stop).
+    path = tmp_path / "kube" / "config"
+    path.mkdir(parents=True)
+    run = playbook(pod_info_playbook(tmp_path, namespace, kubeconfig=path), timeout=180)
+    assert run.rc != 0
+    assert f"cannot read the kubeconfig {path}: Is a directory. Fix: make it readable" in run.failure, run
+    broken = tmp_path / "broken"
+    broken.write_text("clusters: [\n")
+    run = playbook(pod_info_playbook(tmp_path, namespace, kubeconfig=broken, name="broken.yml"), timeout=180)
+    assert run.rc != 0
+    assert f"the kubeconfig {broken} is not valid YAML" in run.failure, run
 
 
 @pytest.mark.profile("k3s")
@@ -213,8 +270,8 @@ def test_certificates_at_paths_relative_to_the_kubeconfig(playbook, cluster, nam
 @pytest.mark.profile("k3s")
 def test_an_auth_provider_user_goes_through_the_kubernetes_client(playbook, cluster, namespace, pod, admin,
                                                                    reader_token, tmp_path):
-    # kubeconfig.py raises Unsupported for an auth-provider; only the kubernetes client's oidc support can send
-    # this id-token (a valid JWT, unexpired, so the client needs no issuer to refresh it).
+    # The kubernetes client's oidc support sends this id-token (a valid JWT, unexpired, so the client needs no
+    # issuer to refresh it).
     server, _user = admin
     path = write_kubeconfig(tmp_path / "kube" / "config", server, {"auth-provider": {"name": "oidc", "config": {
         "id-token": reader_token, "idp-issuer-url": "https://issuer.invalid", "client-id": "x"}}})

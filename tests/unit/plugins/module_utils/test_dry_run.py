@@ -22,7 +22,7 @@ from ansible_collections.llmops.ollama.plugins.module_utils.dry_run import (
     normalize_field,
     source_variables,
 )
-from ansible_collections.llmops.ollama.plugins.module_utils.kubeconfig import Response
+from ansible_collections.llmops.ollama.plugins.module_utils.k8s import Response
 
 
 def invalid(kind, name, causes):
@@ -164,6 +164,10 @@ class FakeApi(object):
 
     def __init__(self, transport):
         self.transport = transport
+
+    def send(self, method, path, body=None, query=None, headers=None, timeout=None, stream=False):
+        return self.transport.call(method, path, body=body, query=query, headers=headers, timeout=timeout,
+                                   stream=stream)
 
 
 NOT_FOUND_NS = {'kind': 'Status', 'reason': 'NotFound', 'code': 404, 'message': 'namespaces "fresh" not found',
