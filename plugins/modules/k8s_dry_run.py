@@ -19,10 +19,10 @@ description:
     table of field paths, C(plugins/module_utils/dry_run.py)), the API server's message and the fix.
   - With I(problems), fails with them before any request, so that a role checks its own settings and its objects
     in one task.
-  - With I(settings_of), the collection's action plugin first checks that role's variables in the controller: the
-    types and choices of the role's C(meta/argument_specs.yml), then what a spec cannot say (patterns, names the
-    role owns, rules that read the plan; C(plugins/module_utils/settings_checks.py)). I(definition) is rendered only
-    when they are sound.
+  - With I(settings_of), the collection's action plugin first checks that role's variables in the controller, the
+    types and choices of the role's C(meta/argument_specs.yml) and then what a spec cannot say (patterns, names the
+    role owns, rules that read the plan, in C(plugins/module_utils/settings_checks.py)). I(definition) is rendered
+    only when they are sound.
   - The collection's playbooks/site.yml runs it for the objects of every role before the first write.
 version_added: 0.2.0
 author:
