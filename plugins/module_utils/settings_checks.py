@@ -5,8 +5,8 @@
 read the plan. Each problem names the variable and the fix.
 
 The types and choices come from the role's meta/argument_specs.yml (the k8s_dry_run action plugin validates them
-first, so the values here have their declared types); the cluster and the settings of several roles are the plan's
-(plan.py). k8s_dry_run runs these checks before its dry run (``settings_of``), in the check play of
+first, so the values here have their declared types); the cluster, the settings of several roles and the Ollama
+environment (ollama_workload_env, as Ollama reads it: env_settings.py) are the plan's (plan.py). k8s_dry_run runs these checks before its dry run (``settings_of``), in the check play of
 playbooks/site.yml, before the first write.
 """
 
@@ -17,9 +17,6 @@ __metaclass__ = type
 import json
 import re
 
-# The environment the role sets itself: the port behind the Service, the models on the claim, HOME on a volume.
-RESERVED_ENV = ('OLLAMA_HOST', 'OLLAMA_MODELS', 'HOME')
-ENV_NAME = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
 ABSOLUTE_PATH = re.compile(r'^/[^\s]*[^/\s]$')
 WHOLE_ABOVE_ZERO = re.compile(r'^[1-9][0-9]*$')
 
@@ -32,7 +29,7 @@ RESOURCE_FIXES = {
 
 # The variables each role's check reads, besides its plan.
 VARIABLES = {
-    'ollama_workload': ['ollama_workload_plan', 'ollama_workload_env', 'ollama_workload_data_path',
+    'ollama_workload': ['ollama_workload_plan', 'ollama_workload_data_path',
                         'ollama_workload_uid', 'ollama_workload_gid', 'ollama_workload_startup_seconds',
                         'ollama_workload_rollout_timeout', 'ollama_workload_ingress_annotations']
     + sorted(RESOURCE_FIXES),
@@ -82,23 +79,6 @@ def ollama_workload_problems(settings):
                 'llmops.ollama.gpu_preflight) earlier in the same run (playbooks/site.yml does); its errors name the '
                 'variable to change.']
     problems = []
-    env = settings.get('ollama_workload_env')
-    if not isinstance(env, dict):
-        problems.append('ollama_workload_env must be a mapping of variable names to values, got %s. Fix: set '
-                        'ollama_workload_env: {OLLAMA_KEEP_ALIVE: "1h"}' % _json(env))
-    else:
-        for key, value in env.items():
-            if not ENV_NAME.match(str(key)):
-                problems.append('ollama_workload_env key %s is not an environment variable name. Fix: use names '
-                                'like OLLAMA_NUM_PARALLEL' % _json(key))
-            elif key in RESERVED_ENV:
-                problems.append('ollama_workload_env sets %s, which the role owns (port 11434 behind the Service, '
-                                'models on the claim, HOME on a writable volume). Fix: remove %s from '
-                                'ollama_workload_env (move the claim mount with ollama_workload_data_path)'
-                                % (key, key))
-            elif isinstance(value, (dict, list, tuple)):
-                problems.append('ollama_workload_env.%s must be a string or number, got %s. Fix: quote it, e.g. '
-                                '"%s: \\"1\\""' % (key, _json(value), key))
     path = settings.get('ollama_workload_data_path')
     if not isinstance(path, str) or not ABSOLUTE_PATH.match(path):
         problems.append('ollama_workload_data_path must be an absolute path, got %s. Fix: set '

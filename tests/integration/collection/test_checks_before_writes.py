@@ -78,9 +78,9 @@ BEFORE_ANY_WRITE = [
      "Check the HA and workload settings before any change"),
     # The roles' argument specs (types and choices), checked for every role in the check play: before, a role's
     # spec was checked only when that role started, after storage had written the namespace and the claim.
-    ("network-policy-not-a-bool", {"ollama_workload_network_policy": "maybe"},
-     "ollama_workload_network_policy", ["is of type", "Fix: give it the type and one of the choices that "
-                                        "roles/ollama_workload/README.md"],
+    ("read-only-root-not-a-bool", {"ollama_workload_read_only_root_filesystem": "maybe"},
+     "ollama_workload_read_only_root_filesystem", ["is of type", "Fix: give it the type and one of the choices that "
+                                                   "roles/ollama_workload/README.md"],
      "Check the HA and workload settings before any change"),
     ("pod-security-level-not-a-choice", {"ollama_workload_pod_security_level": "strict"},
      "ollama_workload_pod_security_level", ["restricted, baseline, privileged", "Fix: "],
@@ -88,9 +88,10 @@ BEFORE_ANY_WRITE = [
     ("storage-wait-timeout-not-a-number", {"storage_provisioner_wait_timeout": "soon"},
      "storage_provisioner_wait_timeout", ["roles/storage_provisioner/README.md"],
      "Check the HA and workload settings before any change"),
-    # What a spec cannot say (settings_checks.py): a name the role owns, the quota against the plan.
-    ("env-sets-ollama-models", {"ollama_workload_env": {"OLLAMA_MODELS": "/tmp"}},
-     "ollama_workload_env", ["ollama_workload_env sets OLLAMA_MODELS, which the role owns", "Fix: remove OLLAMA_MODELS"],
+    # What a spec cannot say (settings_checks.py): a pattern, the quota against the plan.
+    ("data-path-not-absolute", {"ollama_workload_data_path": "models"},
+     "ollama_workload_data_path", ["ollama_workload_data_path must be an absolute path, got \"models\"",
+                                   "Fix: set ollama_workload_data_path: /var/lib/ollama"],
      "Check the HA and workload settings before any change"),
     ("gpu-quota-below-the-replicas", {"ha_policy_gpu_quota": "0"},
      "ha_policy_gpu_quota", ['must be "", "auto" or a whole number of GPUs of at least 1', "Fix: set ha_policy_gpu_quota"],

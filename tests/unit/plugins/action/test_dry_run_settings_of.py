@@ -27,7 +27,7 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("role, values, variable, words", BAD, ids=[v for _, _, v, _ in BAD])
+@pytest.mark.parametrize("role, values, variable, words", BAD, ids=[case[2] for case in BAD])
 def test_a_value_against_the_spec_names_the_variable_and_the_fix(role, values, variable, words):
     (problem,) = spec_problems(role, options(role), values)
     assert variable in problem and words in problem, problem

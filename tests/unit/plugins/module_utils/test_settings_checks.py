@@ -10,7 +10,6 @@ PLAN = {'ok': True, 'storage': {}, 'affinity': {}, 'replicas': 2, 'gpus_per_pod'
 
 WORKLOAD = {
     'ollama_workload_plan': PLAN,
-    'ollama_workload_env': {'OLLAMA_KEEP_ALIVE': '1h', 'OLLAMA_NUM_PARALLEL': 2},
     'ollama_workload_data_path': '/var/lib/ollama',
     'ollama_workload_uid': 10001,
     'ollama_workload_gid': 10001,
@@ -30,13 +29,6 @@ def test_sound_workload_settings_have_no_problem():
 WORKLOAD_BAD = [
     ({'ollama_workload_plan': {}}, 'ollama_workload_plan', 'run playbooks/preflight.yml'),
     ({'ollama_workload_plan': dict(PLAN, ok=False)}, 'ollama_workload_plan', 'run playbooks/preflight.yml'),
-    ({'ollama_workload_env': 'OLLAMA_KEEP_ALIVE=1h'}, 'ollama_workload_env must be a mapping', 'OLLAMA_KEEP_ALIVE: "1h"'),
-    ({'ollama_workload_env': {'OLLAMA-DEBUG': '1'}}, 'not an environment variable name', 'OLLAMA_NUM_PARALLEL'),
-    ({'ollama_workload_env': {'OLLAMA_HOST': '0.0.0.0:8080'}}, 'ollama_workload_env sets OLLAMA_HOST',
-     'remove OLLAMA_HOST'),
-    ({'ollama_workload_env': {'HOME': '/root'}}, 'ollama_workload_env sets HOME', 'remove HOME'),
-    ({'ollama_workload_env': {'OLLAMA_ORIGINS': ['a', 'b']}}, 'ollama_workload_env.OLLAMA_ORIGINS must be a string',
-     'quote it'),
     ({'ollama_workload_data_path': 'var/lib/ollama'}, 'ollama_workload_data_path must be an absolute path',
      '/var/lib/ollama'),
     ({'ollama_workload_data_path': '/var/lib/ollama/'}, 'ollama_workload_data_path', '/var/lib/ollama'),
@@ -60,7 +52,7 @@ WORKLOAD_BAD = [
 ]
 
 
-@pytest.mark.parametrize('change, named, fix', WORKLOAD_BAD, ids=[str(c) for c, _, _ in WORKLOAD_BAD])
+@pytest.mark.parametrize('change, named, fix', WORKLOAD_BAD, ids=[str(case[0]) for case in WORKLOAD_BAD])
 def test_a_bad_workload_setting_gives_one_problem_naming_the_variable_and_the_fix(change, named, fix):
     problems = sc.settings_problems('ollama_workload', dict(WORKLOAD, **change))
     assert len(problems) == 1, problems
@@ -69,7 +61,7 @@ def test_a_bad_workload_setting_gives_one_problem_naming_the_variable_and_the_fi
 
 def test_every_bad_workload_setting_is_reported_at_once():
     bad = dict(WORKLOAD, ollama_workload_uid=0, ollama_workload_data_path='x',
-               ollama_workload_env={'HOME': '/'})
+               ollama_workload_startup_seconds=0)
     assert len(sc.settings_problems('ollama_workload', bad)) == 3
 
 
@@ -90,13 +82,13 @@ QUOTA = [
 ]
 
 
-@pytest.mark.parametrize('quota, plan, bad', QUOTA, ids=['%r-%r' % (q, p) for q, p, _ in QUOTA])
+@pytest.mark.parametrize('quota, plan, bad', QUOTA, ids=['%r-%r' % case[:2] for case in QUOTA])
 def test_the_gpu_quota_must_cover_the_replicas_and_a_surge_pod(quota, plan, bad):
     problems = sc.settings_problems('ha_policy', {'ha_policy_plan': dict(PLAN, **plan), 'ha_policy_gpu_quota': quota})
     assert bool(problems) == bad, problems
     if bad:
         (problem,) = problems
-        needed, _ = sc.gpu_quota_needed(dict(PLAN, **plan))
+        needed = sc.gpu_quota_needed(dict(PLAN, **plan))[0]
         assert problem.startswith('ha_policy_gpu_quota is ') and 'Fix: set ha_policy_gpu_quota to "auto", to %d' \
             % needed in problem, problem
 
