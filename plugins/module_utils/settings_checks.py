@@ -6,8 +6,9 @@ read the plan. Each problem names the variable and the fix.
 
 The types and choices come from the role's meta/argument_specs.yml (the k8s_dry_run action plugin validates them
 first, so the values here have their declared types); the cluster, the settings of several roles and the Ollama
-environment (ollama_workload_env, as Ollama reads it: env_settings.py) are the plan's (plan.py). k8s_dry_run runs these checks before its dry run (``settings_of``), in the check play of
-playbooks/site.yml, before the first write.
+environment (ollama_workload_env, as Ollama reads it: env_settings.py) are the plan's (plan.py). k8s_dry_run
+runs these checks before its dry run (``settings_of``), in the check play of playbooks/site.yml, before the first
+write.
 """
 
 from __future__ import absolute_import, division, print_function
