@@ -19,6 +19,10 @@ description:
     table of field paths, C(plugins/module_utils/dry_run.py)), the API server's message and the fix.
   - With I(problems), fails with them before any request, so that a role checks its own settings and its objects
     in one task.
+  - With I(settings_of), the collection's action plugin first checks that role's variables in the controller, the
+    types and choices of the role's C(meta/argument_specs.yml) and then what a spec cannot say (patterns, names the
+    role owns, rules that read the plan, in C(plugins/module_utils/settings_checks.py)). I(definition) is rendered
+    only when they are sound.
   - The collection's playbooks/site.yml runs it for the objects of every role before the first write.
 version_added: 0.2.0
 author:
@@ -35,6 +39,13 @@ options:
     type: list
     elements: str
     default: []
+  settings_of:
+    description:
+      - The role whose variables the action plugin checks before the dry run (see above); their problems join
+        I(problems). The task must run in that role (C(tasks_from) of the role, as its C(tasks/validate.yml) does).
+      - Without it only I(problems) and I(definition) are checked.
+    type: str
+    choices: [ollama_workload, ha_policy, storage_provisioner]
   field_manager:
     description: The field manager of the real apply (conflicts are judged for it).
     type: str
@@ -74,10 +85,10 @@ EXAMPLES = r'''
   llmops.ollama.k8s_dry_run:
     definition: "{{ lookup('ansible.builtin.template', 'objects.yml.j2') | ansible.builtin.from_yaml_all | list }}"
 
-- name: Check the role's own settings, then its objects, in one task
+- name: Check ollama_workload's variables, then its objects, in one task (in the role's tasks/validate.yml)
   llmops.ollama.k8s_dry_run:
-    problems: "{{ my_problems }}"
-    definition: "{{ [] if my_problems else my_objects }}"
+    settings_of: ollama_workload
+    definition: "{{ ollama_workload_definition }}"
 '''
 
 RETURN = r'''
@@ -139,6 +150,7 @@ def main():
     module = new_module(dict(
         definition=dict(type='raw', required=True),
         problems=dict(type='list', elements='str', default=[]),
+        settings_of=dict(type='str', choices=['ollama_workload', 'ha_policy', 'storage_provisioner']),
         field_manager=dict(type='str', default='llmops-ollama'),
         fallback_namespace=dict(type='str', default='default'),
         sources=dict(type='dict', default={}),

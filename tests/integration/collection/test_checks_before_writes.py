@@ -76,6 +76,26 @@ BEFORE_ANY_WRITE = [
      "ollama_workload_extra_egress", ["- ollama_workload_extra_egress: ", "ports[0].port",
                                       "write each rule as a NetworkPolicyEgressRule"],
      "Check the HA and workload settings before any change"),
+    # The roles' argument specs (types and choices), checked for every role in the check play: before, a role's
+    # spec was checked only when that role started, after storage had written the namespace and the claim.
+    ("read-only-root-not-a-bool", {"ollama_workload_read_only_root_filesystem": "maybe"},
+     "ollama_workload_read_only_root_filesystem", ["is of type", "Fix: give it the type and one of the choices that "
+                                                   "roles/ollama_workload/README.md"],
+     "Check the HA and workload settings before any change"),
+    ("pod-security-level-not-a-choice", {"ollama_workload_pod_security_level": "strict"},
+     "ollama_workload_pod_security_level", ["restricted, baseline, privileged", "Fix: "],
+     "Check the HA and workload settings before any change"),
+    ("storage-wait-timeout-not-a-number", {"storage_provisioner_wait_timeout": "soon"},
+     "storage_provisioner_wait_timeout", ["roles/storage_provisioner/README.md"],
+     "Check the HA and workload settings before any change"),
+    # What a spec cannot say (settings_checks.py): a pattern, the quota against the plan.
+    ("data-path-not-absolute", {"ollama_workload_data_path": "models"},
+     "ollama_workload_data_path", ["ollama_workload_data_path must be an absolute path, got \"models\"",
+                                   "Fix: set ollama_workload_data_path: /var/lib/ollama"],
+     "Check the HA and workload settings before any change"),
+    ("gpu-quota-below-the-replicas", {"ha_policy_gpu_quota": "0"},
+     "ha_policy_gpu_quota", ['must be "", "auto" or a whole number of GPUs of at least 1', "Fix: set ha_policy_gpu_quota"],
+     "Check the HA and workload settings before any change"),
     # Label syntax in the selectors: the plan's own check of the NetworkPolicies (exposure.py) names it first.
     ("invalid-label-key-in-pod-selector", {"ollama_workload_allowed_pods": [{"labels": {"app/web/ui": "x"}}]},
      "ollama_workload_allowed_pods", ["'app/web/ui'", "is not a DNS subdomain", "with valid label keys and values"],
