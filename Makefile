@@ -3,6 +3,8 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PYTHON ?= python3
 VENV := .venv
+# pip is pinned like every other package (an unpinned upgrade changes under a user).
+PIP_VERSION := 26.3
 PY := $(VENV)/bin/python
 PROFILE ?= k3s
 SIM := cd sim && ../$(PY) -m sim
@@ -32,9 +34,10 @@ deps: ## Install the Debian packages the simulator and the tests need (as root);
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+# An install stopped half-way (no .installed yet) starts again from an empty environment.
 $(VENV)/.installed: requirements.txt
-	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --upgrade pip
+	$(PYTHON) -m venv $(if $(wildcard $@),,--clear) $(VENV)
+	$(VENV)/bin/pip install -q pip==$(PIP_VERSION)
 	$(VENV)/bin/pip install -q -r requirements.txt
 	touch $@
 
@@ -43,8 +46,8 @@ venv: $(VENV)/.installed ## Create the pinned Python environment in .venv
 # checkov pins packaging<24, which pytest 9 cannot share: the judges get an environment of their own.
 JUDGES_VENV := .venv-judges
 $(JUDGES_VENV)/.installed: requirements-judges.txt
-	$(PYTHON) -m venv $(JUDGES_VENV)
-	$(JUDGES_VENV)/bin/pip install -q --upgrade pip
+	$(PYTHON) -m venv $(if $(wildcard $@),,--clear) $(JUDGES_VENV)
+	$(JUDGES_VENV)/bin/pip install -q pip==$(PIP_VERSION)
 	$(JUDGES_VENV)/bin/pip install -q -r requirements-judges.txt
 	touch $@
 
