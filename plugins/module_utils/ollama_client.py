@@ -537,7 +537,9 @@ def pull_model(endpoint, model, insecure=False, stall_timeout=300, attempts=3, c
             last = exc
             if exc.kind not in RETRYABLE:
                 raise
-            if exc.kind == TRANSIENT and not progress.layers:
+            # The proxy race breaks the stream itself; an error Ollama answers (a refused connection to the
+            # registry, with its HTTP status) is retried after a pause, like any other.
+            if exc.kind == TRANSIENT and not progress.layers and not progress.error and not exc.status:
                 early_break = broke_early = True
         finally:
             close = getattr(stream, 'close', None)
@@ -555,11 +557,17 @@ def pull_model(endpoint, model, insecure=False, stall_timeout=300, attempts=3, c
     raise OllamaError('%s (gave up after %d attempts)' % (last.message, attempts), last.fix, kind=last.kind)
 
 
+CACHE_PULL_ATTEMPTS = 6  # sleeps of 2, 4, 8, 10 and 10 s between them
+
+
 def pull_through_cache(endpoint, model, timeout=60, **kwargs):
     """Pull ``model['via']`` (the cache's name, plain HTTP), copy it to the model's own name and delete the
     cache-named manifest. Ollama's /api/copy copies the manifest file (the same digest, so the same ID in
     ``ollama list``) and /api/delete removes only the blobs no other manifest uses, so the store holds the model
     once, under its own name. Takes :func:`pull_model`'s options; returns its answer."""
+    # A new cache pod is Ready a few seconds before the policy engine and the service proxy route to its
+    # address (until then the replicas' connections are refused): retry for about half a minute.
+    kwargs['attempts'] = max(kwargs.get('attempts') or 0, CACHE_PULL_ATTEMPTS)
     try:
         outcome = pull_model(endpoint, dict(model, pull_name=model['via']), insecure=True, **kwargs)
     except OllamaError as exc:

@@ -235,12 +235,17 @@ def test_a_failed_copy_says_so_with_the_cache_name():
 
 def test_an_unreachable_cache_names_the_cache_and_where_it_says_why():
     def refuse(endpoint, name):
+        # As Ollama answers it: HTTP 500 with the error.
         raise oc.OllamaError('pull model manifest: dial tcp 10.43.0.9:5000: connect: connection refused',
-                             kind=oc.TRANSIENT)
+                             kind=oc.TRANSIENT, status=500)
     store = CacheStore('r0')
     store.gate = refuse
-    ((result, errors),) = oc.sync_endpoints([store], wanted({'name': 'tiny-a', 'via': CACHED}), attempts=1)
+    slept = []
+    ((result, errors),) = oc.sync_endpoints([store], wanted({'name': 'tiny-a', 'via': CACHED}), attempts=1,
+                                            sleep=slept.append)
     assert len(errors) == 1
+    # A new cache pod's address is routed a few seconds after it is Ready: about half a minute of retries.
+    assert 'gave up after %d attempts' % oc.CACHE_PULL_ATTEMPTS in errors[0] and sum(slept) >= 30
     assert 'model cache ollama-model-cache' in errors[0]
     assert 'kubectl -n ollama logs deploy/ollama-model-cache -c warm' in errors[0]
 
