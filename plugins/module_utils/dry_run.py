@@ -136,7 +136,7 @@ FIELDS = [
      'write annotation keys as [prefix/]name with string values'),
     (('PodDisruptionBudget',), r'^spec\.minAvailable', ['ollama_pdb_min_available'],
      'set ollama_pdb_min_available to a whole number, a percentage such as "50%", or "" for replicas - 1'),
-    (('ResourceQuota',), r'^spec', ['ha_policy_gpu_quota'], 'set ha_policy_gpu_quota to "", "auto" or a number'),
+    (('ResourceQuota',), r'^spec', ['ollama_gpu_quota'], 'set ollama_gpu_quota to "", "auto" or a number'),
     (('Namespace',), r'^metadata\.labels', ['ollama_workload_pod_security_level', 'ollama_workload_pod_security_version'],
      'set ollama_workload_pod_security_level to restricted, baseline or privileged and '
      'ollama_workload_pod_security_version to latest or a Kubernetes minor version such as v1.34'),

@@ -17,6 +17,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
+import json
 import difflib
 import re
 
@@ -132,6 +133,8 @@ DEFAULTS = {
     'node_selector': {},
     'zone_spread': 'auto',
     'pdb_min_available': '',
+    # ResourceQuota on requests.nvidia.com/gpu: "" none, "auto" what the replicas and a surge pod need, or a number.
+    'gpu_quota': '',
     'runtime_class': 'auto',
     'require_device_plugin': True,
     'gpu_memory_check': True,
@@ -935,6 +938,77 @@ def decide_pdb(value, replicas, report):
     return {'min_available': shown, 'unhealthy_pod_eviction_policy': 'AlwaysAllow'}
 
 
+def decide_gpu_quota(value, replicas, gpus_per_pod, rolling_update, report):
+    """The GPUs of the namespace's quota on requests.nvidia.com/gpu, or None for no quota."""
+    raw = '' if value is None or value is False else str(value).strip()
+    if raw == '':
+        return None
+    surge = int((rolling_update or {}).get('max_surge') or 0)
+    needed = (replicas + surge) * gpus_per_pod
+    if raw == 'auto':
+        return needed
+    if raw.isdigit() and int(raw) >= needed:
+        return int(raw)
+    report.error('gpu_quota', '%s is %s, but it must be "", "auto" or a whole number of GPUs of at least %d (%d '
+                 'replica(s) x %d GPU(s)%s)' % (variable('gpu_quota'), json.dumps(value), needed, replicas,
+                                                gpus_per_pod, ' + one surge pod' if surge else ''),
+                 'set %s to "auto", to %d or more, or to "" for no quota' % (variable('gpu_quota'), needed))
+    return None
+
+
+def object_names(name):
+    """The name of every object the roles write for the workload ``name`` (the plan's ``objects``)."""
+    cache = '%s-model-cache' % name
+    return {
+        'workload': name,
+        'service': name,
+        'service_account': name,
+        'headless_service': '%s-headless' % name,
+        'pdb': name,
+        'gpu_quota': '%s-gpu' % name,
+        'self_heal_config_map': '%s-self-heal' % name,
+        'network_policies': {'ingress': '%s-ingress' % name, 'egress': '%s-egress' % name,
+                             'cache_ingress': '%s-ingress' % cache, 'cache_egress': '%s-egress' % cache},
+        'model_cache': cache,
+        'model_cache_config_map': '%s-config' % cache,
+    }
+
+
+def stale_objects(names, namespace, decided):
+    """What each role wrote under other settings and these no longer ask for: deleted where it exists. Claims
+    are never among them (a converge never deletes a claim holding models)."""
+    def ref(api_version, kind, name):
+        return {'apiVersion': api_version, 'kind': kind, 'metadata': {'name': name, 'namespace': namespace}}
+
+    workload = [ref('apps/v1', 'StatefulSet' if decided['workload_kind'] == 'Deployment' else 'Deployment',
+                    names['workload'])]
+    if decided['workload_kind'] != 'StatefulSet':
+        workload.append(ref('v1', 'Service', names['headless_service']))
+    if not decided['ingress'].get('enabled'):
+        workload.append(ref('networking.k8s.io/v1', 'Ingress', names['workload']))
+    httproute = decided['httproute'] or {}
+    if not httproute.get('enabled') and httproute.get('served'):
+        workload.append(ref('gateway.networking.k8s.io/v1', 'HTTPRoute', names['workload']))
+    policy = decided['network_policy'] or {}
+    for part in ('ingress', 'egress'):
+        if not policy.get('%s_spec' % part):
+            workload.append(ref('networking.k8s.io/v1', 'NetworkPolicy', names['network_policies'][part]))
+    if not (decided['self_heal'] or {}).get('enabled'):
+        workload.append(ref('v1', 'ConfigMap', names['self_heal_config_map']))
+    if not (decided['model_cache'] or {}).get('enabled'):
+        workload.extend([ref('apps/v1', 'Deployment', names['model_cache']), ref('v1', 'Service', names['model_cache']),
+                         ref('v1', 'ConfigMap', names['model_cache_config_map'])])
+    for part in ('ingress', 'egress'):
+        if not policy.get('cache_%s_spec' % part):
+            workload.append(ref('networking.k8s.io/v1', 'NetworkPolicy', names['network_policies']['cache_' + part]))
+    ha = []
+    if not decided['pdb']:
+        ha.append(ref('policy/v1', 'PodDisruptionBudget', names['pdb']))
+    if decided['gpu_quota'] is None:
+        ha.append(ref('v1', 'ResourceQuota', names['gpu_quota']))
+    return {'ollama_workload': workload, 'ha_policy': ha}
+
+
 # ---------------------------------------------------------------- storage
 
 def planned_storage_classes(facts, wanted, report):
@@ -1460,6 +1534,8 @@ def compute_plan(facts, config):
         rolling_update = ({'max_surge': 1, 'max_unavailable': 0} if spare_slots >= 1
                           else {'max_surge': 0, 'max_unavailable': 1})
 
+    gpu_quota = decide_gpu_quota(cfg['gpu_quota'], replicas, gpus_per_pod, rolling_update, report)
+
     if memory_check:
         check_gpu_memory(models, eligible, gpus_per_pod, allow_offload, report,
                          cfg['workload_env_defaults'], cfg['workload_env'])
@@ -1475,6 +1551,10 @@ def compute_plan(facts, config):
         gate_open=gate_plan['open_admin_endpoints'], cache=cache_plan)
     heal_plan = self_heal.plan_self_heal(cfg, name, models, storage, report, facts.get('kubernetes_version'))
     ollama_env = check_ollama_env(cfg, image, report)
+    names = object_names(name)
+    stale = stale_objects(names, namespace, {
+        'workload_kind': workload_kind, 'ingress': ingress, 'httproute': httproute, 'network_policy': network_policy,
+        'self_heal': heal_plan, 'model_cache': cache_plan, 'pdb': pdb, 'gpu_quota': gpu_quota})
 
     return {
         'ok': not report.errors,
@@ -1507,6 +1587,10 @@ def compute_plan(facts, config):
         'node_selector': node_selector,
         'runtime_class': runtime_class,
         'pdb': pdb,
+        'gpu_quota': {'name': names['gpu_quota'], 'gpus': gpu_quota} if gpu_quota is not None else None,
+        # The name of every object, and per role what other settings wrote that these no longer ask for.
+        'objects': names,
+        'stale': stale,
         'eligible_nodes': [n['name'] for n in eligible],
         'excluded_nodes': excluded,
         'label_nodes': to_label,

@@ -55,12 +55,6 @@ def _whole_above_zero(value):
     return not isinstance(value, bool) and WHOLE_ABOVE_ZERO.match(str(value)) is not None
 
 
-def gpu_quota_needed(plan):
-    """The GPUs the replicas need at once: each replica's GPUs, plus a surge pod's while a Deployment rolls."""
-    surge = int(((plan.get('rolling_update') or {}).get('max_surge')) or 0)
-    return (int(plan.get('replicas') or 0) + surge) * int(plan.get('gpus_per_pod') or 0), surge
-
-
 def _resources(problems, name, value):
     if not isinstance(value, dict) or set(value).difference(('requests', 'limits')):
         problems.append('%s must be a mapping with requests and limits only, got %s. Fix: set %s: %s'
@@ -109,23 +103,18 @@ def ollama_workload_problems(settings):
 
 
 def ha_policy_problems(settings):
-    """Every problem with the plan and ha_policy's quota."""
+    """Every problem with the plan and ha_policy's own (retired) setting."""
     plan = settings.get('ha_policy_plan')
     if not _plan_ok(plan, 'affinity'):
         return ['ha_policy_plan is missing or not ok. Fix: run playbooks/preflight.yml (role '
                 'llmops.ollama.gpu_preflight) earlier in the same run, or pass ha_policy_plan; its errors name the '
                 'variable to change.']
     raw = settings.get('ha_policy_gpu_quota')
-    quota = '' if raw is None or raw is False else str(raw).strip()
-    if quota in ('', 'auto'):
+    if raw in (None, False) or str(raw).strip() == '':
         return []
-    needed, surge = gpu_quota_needed(plan)
-    if quota.isdigit() and int(quota) >= needed:
-        return []
-    return ['ha_policy_gpu_quota is %s, but it must be "", "auto" or a whole number of GPUs of at least %d (%s '
-            'replica(s) x %s GPU(s)%s). Fix: set ha_policy_gpu_quota to "auto", to %d or more, or to "" for no quota.'
-            % (_json(raw), needed, plan.get('replicas'), plan.get('gpus_per_pod'),
-               ' + one surge pod' if surge > 0 else '', needed)]
+    return ['ha_policy_gpu_quota is retired: the plan decides the GPU quota, got %s. Fix: set ollama_gpu_quota: %s '
+            'in the inventory instead (roles/gpu_preflight/README.md) and remove ha_policy_gpu_quota.'
+            % (_json(raw), _json(raw))]
 
 
 CHECKS = {

@@ -88,14 +88,18 @@ BEFORE_ANY_WRITE = [
     ("storage-wait-timeout-not-a-number", {"storage_provisioner_wait_timeout": "soon"},
      "storage_provisioner_wait_timeout", ["roles/storage_provisioner/README.md"],
      "Check the HA and workload settings before any change"),
-    # What a spec cannot say (settings_checks.py): a pattern, the quota against the plan.
+    # What a spec cannot say (settings_checks.py): a pattern, a retired setting.
     ("data-path-not-absolute", {"ollama_workload_data_path": "models"},
      "ollama_workload_data_path", ["ollama_workload_data_path must be an absolute path, got \"models\"",
                                    "Fix: set ollama_workload_data_path: /var/lib/ollama"],
      "Check the HA and workload settings before any change"),
-    ("gpu-quota-below-the-replicas", {"ha_policy_gpu_quota": "0"},
-     "ha_policy_gpu_quota", ['must be "", "auto" or a whole number of GPUs of at least 1', "Fix: set ha_policy_gpu_quota"],
+    ("retired-ha-policy-gpu-quota", {"ha_policy_gpu_quota": "auto"},
+     "ha_policy_gpu_quota", ["ha_policy_gpu_quota is retired", "Fix: set ollama_gpu_quota: \"auto\""],
      "Check the HA and workload settings before any change"),
+    # The quota against the replicas: a decision of the plan.
+    ("gpu-quota-below-the-replicas", {"ollama_gpu_quota": "0"},
+     "ollama_gpu_quota", ['must be "", "auto" or a whole number of GPUs of at least 1', "set ollama_gpu_quota"],
+     "Plan the Ollama deployment"),
     # Label syntax in the selectors: the plan's own check of the NetworkPolicies (exposure.py) names it first.
     ("invalid-label-key-in-pod-selector", {"ollama_workload_allowed_pods": [{"labels": {"app/web/ui": "x"}}]},
      "ollama_workload_allowed_pods", ["'app/web/ui'", "is not a DNS subdomain", "with valid label keys and values"],

@@ -173,7 +173,7 @@ def test_one_replica_lands_on_a_gpu_node_with_its_claim_bound_and_mounted(playbo
 
 @pytest.mark.profile("k3s")
 def test_two_replicas_spread_and_a_drain_evicts_one_while_the_budget_blocks_a_second(playbook, cluster, namespace):
-    run = converge(playbook, namespace, ollama_replicas=2, ha_policy_gpu_quota="auto")
+    run = converge(playbook, namespace, ollama_replicas=2, ollama_gpu_quota="auto")
     assert run.rc == 0, run
     pods = running(cluster, namespace, 2)
     nodes = sorted(p["spec"]["nodeName"] for p in pods)
@@ -269,7 +269,7 @@ BAD_INPUT = [
     ({"ollama_workload_env": {"OLLAMA_HOST": "0.0.0.0:8080"}}, "ollama_workload_env"),
     ({"ollama_workload_ingress_paths": ["/api"], "ollama_ingress_enabled": True, "ollama_ingress_host": "o.example.com",
       "ollama_workload_ingress_controller_namespace": "kube-system"}, "ollama_workload_ingress_paths"),
-    ({"ha_policy_gpu_quota": 1, "ollama_replicas": 2}, "ha_policy_gpu_quota"),
+    ({"ollama_gpu_quota": 1, "ollama_replicas": 2}, "ollama_gpu_quota"),
     # the gate's keys and settings
     ({"ollama_api_keys": ["short-key-" + "s" * 12]}, "ollama_api_keys"),
     ({"ollama_api_keys": ["twice-" + "t" * 40, "other-" + "o" * 40, "twice-" + "t" * 40]}, "ollama_api_keys"),

@@ -679,6 +679,7 @@ def test_plan_shape():
     result = compute_plan(eks_facts(), {'replicas': 2})
     assert sorted(result) == sorted([
         'ok', 'errors', 'warnings', 'name', 'namespace', 'distribution', 'image', 'workload_kind', 'strategy',
+        'gpu_quota', 'objects', 'stale',
         'rolling_update', 'pod_management_policy', 'replicas', 'gpus_per_pod', 'storage', 'affinity', 'tolerations',
         'node_selector', 'runtime_class', 'pdb', 'eligible_nodes', 'excluded_nodes', 'label_nodes', 'zones',
         'models', 'ingress', 'gate', 'namespace_info', 'httproute', 'network_policy', 'self_heal', 'env_settings',

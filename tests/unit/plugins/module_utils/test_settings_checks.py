@@ -1,6 +1,8 @@
 """The role settings checks that argument specs cannot express (module_utils/settings_checks.py): pure logic,
 table-driven, no cluster. Each bad value must give one problem naming the variable and the fix."""
 
+import json
+
 import pytest
 
 from ansible_collections.llmops.ollama.plugins.module_utils import settings_checks as sc
@@ -68,38 +70,16 @@ def test_every_bad_workload_setting_is_reported_at_once():
     assert len(sc.settings_problems('ollama_workload', bad)) == 3
 
 
-QUOTA = [
-    # (quota, plan changes, problem expected)
-    ('', {}, False),
-    (None, {}, False),
-    ('auto', {}, False),
-    (' auto ', {}, False),
-    (2, {}, False),
-    ('4', {}, False),
-    (1, {}, True),
-    ('two', {}, True),
-    ('-2', {}, True),
-    (2, {'rolling_update': {'max_surge': 1}}, True),
-    (3, {'rolling_update': {'max_surge': 1}}, False),
-    (3, {'gpus_per_pod': 2}, True),
-]
+@pytest.mark.parametrize('value', ['', None])
+def test_ha_policy_has_no_setting_of_its_own(value):
+    assert sc.settings_problems('ha_policy', {'ha_policy_plan': PLAN, 'ha_policy_gpu_quota': value}) == []
 
 
-@pytest.mark.parametrize('quota, plan, bad', QUOTA, ids=['%r-%r' % case[:2] for case in QUOTA])
-def test_the_gpu_quota_must_cover_the_replicas_and_a_surge_pod(quota, plan, bad):
-    problems = sc.settings_problems('ha_policy', {'ha_policy_plan': dict(PLAN, **plan), 'ha_policy_gpu_quota': quota})
-    assert bool(problems) == bad, problems
-    if bad:
-        (problem,) = problems
-        needed = sc.gpu_quota_needed(dict(PLAN, **plan))[0]
-        assert problem.startswith('ha_policy_gpu_quota is ') and 'Fix: set ha_policy_gpu_quota to "auto", to %d' \
-            % needed in problem, problem
-
-
-def test_the_surge_pod_is_named_in_the_quota_problem():
-    (problem,) = sc.settings_problems('ha_policy', {'ha_policy_plan': dict(PLAN, rolling_update={'max_surge': 1}),
-                                                    'ha_policy_gpu_quota': 1})
-    assert 'at least 3 (2 replica(s) x 1 GPU(s) + one surge pod)' in problem
+@pytest.mark.parametrize('value', ['auto', 2, '0'])
+def test_the_retired_gpu_quota_names_the_plan_variable_to_set(value):
+    (problem,) = sc.settings_problems('ha_policy', {'ha_policy_plan': PLAN, 'ha_policy_gpu_quota': value})
+    assert problem.startswith('ha_policy_gpu_quota is retired')
+    assert 'Fix: set ollama_gpu_quota: %s' % json.dumps(value) in problem
 
 
 @pytest.mark.parametrize('plan', [{}, None, dict(PLAN, ok=False), {'ok': True}])
