@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from registry_access import blob_downloads, log_lines
 
 REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / ".collections"))
@@ -130,21 +131,6 @@ def access_log(cluster):
     if cluster.external:
         pytest.skip("reads the simulator registry's access log")
     return state_dir(cluster) / "registry" / "logs" / "registry-access.log"
-
-
-def log_lines(path):
-    return path.read_text().splitlines() if path.exists() else []
-
-
-def blob_downloads(lines):
-    """(requests, bytes) of blob downloads among access-log lines."""
-    count, sent = 0, 0
-    for line in lines:
-        method, path, _status, size = line.split(" ")
-        if method == "GET" and ("/blobs/" in path or path.startswith("/_sim/blobs/")):
-            count += 1
-            sent += int(size)
-    return count, sent
 
 
 def request_log(cluster):

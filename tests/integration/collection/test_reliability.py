@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from registry_access import blob_downloads, log_lines
 
 REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / ".collections"))
@@ -111,21 +112,6 @@ def tags(cluster, namespace, pod):
 
 def access_log(cluster):
     return Path(cluster.kubeconfig).parent / "registry" / "logs" / "registry-access.log"
-
-
-def log_lines(path):
-    return path.read_text().splitlines() if path.exists() else []
-
-
-def blob_downloads(lines):
-    """(requests, bytes) of blob downloads among access-log lines."""
-    count, sent = 0, 0
-    for line in lines:
-        method, path, _status, size = line.split(" ")
-        if method == "GET" and ("/blobs/" in path or path.startswith("/_sim/blobs/")):
-            count += 1
-            sent += int(size)
-    return count, sent
 
 
 def sidecar_log(cluster, namespace, pod):
