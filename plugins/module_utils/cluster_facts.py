@@ -387,6 +387,21 @@ def _claim_facts(pvc):
     }
 
 
+def _claim_template(statefulset_spec):
+    """The first volumeClaimTemplate of a StatefulSet as the plan compares it (Kubernetes forbids changing it)."""
+    templates = statefulset_spec.get('volumeClaimTemplates') or []
+    if not templates:
+        return None
+    template = templates[0] or {}
+    spec = template.get('spec') or {}
+    return {
+        'name': _meta(template).get('name') or '',
+        'access_modes': list(spec.get('accessModes') or []),
+        'storage_class': spec.get('storageClassName') or '',
+        'size': ((spec.get('resources') or {}).get('requests') or {}).get('storage') or '',
+    }
+
+
 def existing_objects(namespace_objects):
     """What already exists in the target namespace: the namespace itself, Ollama
     workloads (by ``app.kubernetes.io/name=ollama`` or an ollama image), claims,
@@ -430,6 +445,7 @@ def existing_objects(namespace_objects):
                 'ready_replicas': int(status.get('readyReplicas') or 0),
                 'images': _images(template_spec),
                 'labels': _labels(obj),
+                'claim_template': _claim_template(spec) if kind == 'StatefulSet' else None,
             })
             result['ollama_replicas'] += int(status.get('replicas') or 0)
         elif kind == 'PersistentVolumeClaim':

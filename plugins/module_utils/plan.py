@@ -1366,6 +1366,47 @@ def check_existing_objects(facts, name, workload_kind, storage, report, explicit
                          % (variable('claim_size'), format_gi(have)))
         elif have < want:
             report.warn('claim %s grows from %s to %s' % (claim_name, format_gi(have), storage['size']))
+    if workload_kind == 'StatefulSet':
+        check_claim_template(facts, name, storage, report)
+
+
+def same_quantity(first, second):
+    """Whether two quantities are equal (``10Gi`` and ``10737418240`` are); None when one is not a quantity."""
+    try:
+        return quantity_to_bytes(first) == quantity_to_bytes(second)
+    except QuantityError:
+        return None
+
+
+def check_claim_template(facts, name, storage, report):
+    """Kubernetes forbids changing a StatefulSet's volumeClaimTemplates: a plan that would change them is refused
+    with the way out that keeps the pods and the claims."""
+    existing = facts.get('existing') or {}
+    for workload in existing.get('workloads') or []:
+        have = workload.get('claim_template')
+        if workload.get('kind') != 'StatefulSet' or workload.get('name') != name or not have:
+            continue
+        want = {
+            'name': storage.get('claim_template_name') or '',
+            'access_modes': [storage['access_mode']] if storage.get('access_mode') else [],
+            'storage_class': storage.get('class') or '',
+            'size': storage.get('size') or '',
+        }
+        differs = [key for key in ('name', 'access_modes', 'storage_class') if have[key] != want[key]]
+        if same_quantity(have['size'], want['size']) is False:
+            differs.append('size')
+        if not differs:
+            continue
+        namespace = workload.get('namespace') or ''
+        report.error('claim_size' if differs == ['size'] else 'storage_class',
+                     'StatefulSet %s/%s has the claim template %s, but the plan wants %s; Kubernetes forbids '
+                     'changing volumeClaimTemplates' % (
+                         namespace, name, ', '.join('%s %s' % (k, json.dumps(have[k])) for k in differs),
+                         ', '.join('%s %s' % (k, json.dumps(want[k])) for k in differs)),
+                     'set %s / %s back to the existing values, or run kubectl -n %s delete statefulset %s '
+                     '--cascade=orphan and run again (the pods and the claims with their models stay; a bigger '
+                     'size needs a class that allows expansion: kubectl edit pvc to grow each claim first)'
+                     % (variable('storage_class'), variable('claim_size'), namespace, name))
 
 
 # ---------------------------------------------------------------- ingress

@@ -166,3 +166,33 @@ def test_a_first_run_checks_the_objects_of_a_namespace_not_yet_made_in_default(p
     assert not any(c["refused"] for c in checked)
     nothing_written(cluster, namespace)
     assert not cluster.get("deployments,services", "-n", "default", "-l", "app.kubernetes.io/name=ollama")["items"]
+
+
+@pytest.mark.profile("k3s")
+def test_a_claim_template_change_of_an_existing_statefulset_is_refused_by_the_plan(playbook, cluster):
+    # An earlier converge's StatefulSet (scaled to 0, so no pod or claim) with a claim template of another size.
+    namespace = fresh_namespace()
+    cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    labels = {"app.kubernetes.io/name": "ollama", "app.kubernetes.io/instance": "ollama"}
+    statefulset = {
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "ollama", "namespace": namespace, "labels": labels},
+        "spec": {
+            "replicas": 0, "serviceName": "ollama-headless", "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels},
+                         "spec": {"containers": [{"name": "ollama", "image": "ollama/ollama:0.11.4"}]}},
+            "volumeClaimTemplates": [{"metadata": {"name": "models"}, "spec": {
+                "accessModes": ["ReadWriteOnce"], "storageClassName": "local-path",
+                "resources": {"requests": {"storage": "123Gi"}}}}]}}
+    cluster.apply(statefulset)
+    before = cluster.get("statefulset", "ollama", "-n", namespace)["metadata"]["resourceVersion"]
+
+    run = converge(playbook, namespace, ollama_replicas=2)
+    assert run.rc != 0, run
+    failure = str(run.failure)
+    assert "ollama_claim_size" in failure and 'size "123Gi"' in failure, failure
+    assert "delete statefulset ollama --cascade=orphan" in failure and "Fix:" in failure, failure
+    assert failed_task(run)[0] == "Plan the Ollama deployment", failed_task(run)
+    assert cluster.get("statefulset", "ollama", "-n", namespace)["metadata"]["resourceVersion"] == before
+    assert not cluster.get("pvc", "-n", namespace)["items"]
+    cluster.kubectl("delete", "namespace", namespace, "--wait=false")

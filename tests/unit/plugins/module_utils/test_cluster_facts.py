@@ -389,6 +389,17 @@ def test_existing_objects():
     assert existing['pdbs'] == [{'name': 'ollama', 'min_available': 1}]
 
 
+def test_existing_statefulset_claim_template():
+    statefulset = _deployment('ollama', kind='StatefulSet')
+    statefulset['spec']['volumeClaimTemplates'] = [{
+        'metadata': {'name': 'models'},
+        'spec': {'accessModes': ['ReadWriteOnce'], 'resources': {'requests': {'storage': '20Gi'}}}}]
+    workloads = existing_objects([statefulset, _deployment('plain')])['workloads']
+    assert workloads[0]['claim_template'] == {'name': 'models', 'access_modes': ['ReadWriteOnce'],
+                                              'storage_class': '', 'size': '20Gi'}
+    assert workloads[1]['claim_template'] is None
+
+
 def test_existing_objects_by_kind_dict():
     existing = existing_objects({'Deployment': [_deployment('ollama')], 'Namespace': [{'metadata': {'name': 'x'}}]})
     assert existing['namespace_exists'] is True and existing['ollama_replicas'] == 2

@@ -438,6 +438,37 @@ def test_a_bigger_claim_is_never_shrunk():
     assert result['ok'] and result['storage']['size'] == '50Gi'
 
 
+def existing_statefulset(**template):
+    claim_template = dict({'name': 'models', 'access_modes': ['ReadWriteOnce'], 'storage_class': 'gp3',
+                           'size': '10Gi'}, **template)
+    return eks_facts(existing={'workloads': [{'kind': 'StatefulSet', 'name': 'ollama', 'namespace': 'ollama',
+                                              'claim_template': claim_template}]})
+
+
+@pytest.mark.parametrize('template', [{}, {'size': '10737418240'}])
+def test_the_same_claim_template_passes(template):
+    result = compute_plan(existing_statefulset(**template), {'replicas': 2})
+    assert result['ok'], result['errors']
+
+
+def test_another_claim_template_class_is_refused_since_kubernetes_forbids_it():
+    error = only_error(compute_plan(existing_statefulset(storage_class='gp2'), {'replicas': 2}),
+                       'ollama_storage_class')
+    assert 'storage_class "gp2"' in error['message'] and 'storage_class "gp3"' in error['message']
+    assert 'delete statefulset ollama --cascade=orphan' in error['fix']
+
+
+def test_another_claim_template_size_is_refused_naming_the_claim_size():
+    error = only_error(compute_plan(existing_statefulset(size='20Gi'), {'replicas': 2}), 'ollama_claim_size')
+    assert 'size "20Gi"' in error['message'] and 'size "10Gi"' in error['message']
+
+
+def test_a_claim_template_of_another_workload_is_not_compared():
+    facts = existing_statefulset(storage_class='gp2')
+    facts['existing']['workloads'][0]['name'] = 'other'
+    assert compute_plan(facts, {'replicas': 2})['ok']
+
+
 # ---------------------------------------------------------------- bad inputs: the error names the variable
 
 def _no_gpu_facts():
