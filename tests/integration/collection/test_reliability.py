@@ -332,7 +332,8 @@ def test_lost_node_runbook_moves_the_replica_which_fetches_its_models(playbook, 
     assert up.rc != 0 and f"ollama_lost_node={node}: node {node} is Ready" in failures(up), up
     assert "playbooks/drain.yml" in failures(up)
     nameless = playbook("lost_node.yml", {"ollama_namespace": namespace, "ollama_lost_node_confirm": True})
-    assert nameless.rc != 0 and "ollama_lost_node is empty. Fix:" in nameless.failure, nameless
+    assert nameless.rc != 0 and "missing required arguments: ollama_lost_node" in failures(nameless), nameless
+    assert "Fix: set ollama_lost_node (str, required: The node that is gone for good.)" in failures(nameless)
     assert claim_uids(cluster, namespace) == claims
     assert [p["metadata"]["uid"] for p in live_pods(cluster, namespace)] == [old["metadata"]["uid"]]
 
