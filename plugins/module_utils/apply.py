@@ -200,15 +200,43 @@ def rollout_done(obj):
     return None
 
 
-def wait_for_rollouts(api, results, timeout, clock=time.monotonic, sleep=time.sleep):
-    """Wait until every applied Deployment, StatefulSet and DaemonSet has rolled out; the last objects read.
+def rollout_created(obj):
+    """None when every replica of the workload is created from its current pod template, Ready or not (a replica
+    that becomes Ready only once it has its models), else what it still waits for."""
+    kind, spec, status = obj.get('kind'), obj.get('spec') or {}, obj.get('status') or {}
+    meta = obj.get('metadata') or {}
+    if status.get('observedGeneration', 0) < meta.get('generation', 0):
+        return 'the controller has not seen generation %s yet' % meta.get('generation')
+    if kind in ('Deployment', 'StatefulSet'):
+        want = spec.get('replicas', 1)
+        for condition in status.get('conditions') or [] if kind == 'Deployment' else []:
+            if condition.get('type') == 'Progressing' and condition.get('reason') == 'ProgressDeadlineExceeded':
+                return 'failed: ' + condition.get('message', 'progress deadline exceeded')
+        # A StatefulSet keeps no replica of an old revision once all are updated; a Deployment may, until it scales
+        # the old ReplicaSet down.
+        if status.get('updatedReplicas', 0) < want or (kind == 'Deployment' and status.get('replicas', 0) != want):
+            return '%s of %s replicas created from the new pod template' % (status.get('updatedReplicas', 0), want)
+    elif kind == 'DaemonSet':
+        want = status.get('desiredNumberScheduled', 0)
+        if status.get('updatedNumberScheduled', 0) < want:
+            return '%s of %s pods created from the new pod template' % (status.get('updatedNumberScheduled', 0), want)
+    return None
+
+
+WAIT_CONDITIONS = {'ready': rollout_done, 'created': rollout_created}
+
+
+def wait_for_rollouts(api, results, timeout, clock=time.monotonic, sleep=time.sleep, wait_for='ready'):
+    """Wait until every applied Deployment, StatefulSet and DaemonSet has rolled out (``wait_for`` ready: every
+    replica updated and Ready; created: every replica created from the new pod template); the last objects read.
 
     The apply's answer is read first, so a workload that has rolled out already costs no request."""
+    condition = WAIT_CONDITIONS[wait_for]
     deadline = clock() + timeout
     for result in results:
         if result['kind'] not in ('Deployment', 'StatefulSet', 'DaemonSet'):
             continue
-        waiting = rollout_done(result['object'])
+        waiting = condition(result['object'])
         while waiting is not None:
             if waiting.startswith('failed: ') or clock() >= deadline:
                 raise ClusterError('%s did not roll out within %s s: %s' % (label(result['object']), timeout,
@@ -216,7 +244,7 @@ def wait_for_rollouts(api, results, timeout, clock=time.monotonic, sleep=time.sl
                                    'see the pods and the warning events of the namespace', status=None)
             sleep(POLL_SECONDS)
             result['object'] = api.get(result['path'])
-            waiting = rollout_done(result['object'])
+            waiting = condition(result['object'])
     return results
 
 

@@ -57,6 +57,14 @@ options:
         updated and ready); with I(state=absent), until every object is gone. Not in check mode.
     type: bool
     default: false
+  wait_for:
+    description:
+      - What I(wait) waits for with I(state=present). C(ready) every replica updated and ready (as C(kubectl rollout
+        status)); C(created) every replica created from the new pod template, ready or not (for pods that become
+        ready only later, such as Ollama replicas that are ready once they hold their models).
+    type: str
+    choices: [ready, created]
+    default: ready
   wait_timeout:
     description: Seconds the waits of I(wait) may take in all.
     type: int
@@ -153,6 +161,7 @@ def main():
         field_manager=dict(type='str', default='llmops-ollama'),
         force_conflicts=dict(type='bool', default=False),
         wait=dict(type='bool', default=False),
+        wait_for=dict(type='str', choices=['ready', 'created'], default='ready'),
         wait_timeout=dict(type='int', default=300),
         propagation_policy=dict(type='str', choices=['Background', 'Foreground', 'Orphan'], default='Background'),
         request_timeout=dict(type='int', default=30),
@@ -176,7 +185,7 @@ def main():
             results = apply_objects(api, objects, params['field_manager'], params['force_conflicts'],
                                     module.check_mode, resources)
             if params['wait'] and not module.check_mode:
-                wait_for_rollouts(api, results, params['wait_timeout'])
+                wait_for_rollouts(api, results, params['wait_timeout'], wait_for=params['wait_for'])
             results = removed + results
         else:
             results = delete_objects(api, objects, params['propagation_policy'], module.check_mode, resources)

@@ -188,6 +188,36 @@ def test_rollout_done(obj, waiting):
     assert got == waiting if waiting is None else waiting in got
 
 
+@pytest.mark.parametrize('obj, waiting', [
+    (deployment(available=0), None),  # created, not Ready yet: done
+    (deployment(generation=3), 'has not seen generation 3'),
+    (deployment(updated=1), '1 of 2 replicas created from the new pod template'),
+    (deployment(total=3), '2 of 2 replicas created'),  # an old pod still runs beside the new ones
+    (deployment(available=0, conditions=[{'type': 'Progressing', 'reason': 'ProgressDeadlineExceeded',
+                                          'message': 'ReplicaSet "o-1" has timed out progressing.'}]),
+     'failed: ReplicaSet "o-1" has timed out'),
+    ({'kind': 'StatefulSet', 'metadata': {'generation': 1}, 'spec': {'replicas': 2},
+      'status': {'observedGeneration': 1, 'replicas': 2, 'readyReplicas': 0, 'updatedReplicas': 2}}, None),
+    ({'kind': 'StatefulSet', 'metadata': {'generation': 1}, 'spec': {'replicas': 2},
+      'status': {'observedGeneration': 1, 'replicas': 2, 'readyReplicas': 1, 'updatedReplicas': 1}},
+     '1 of 2 replicas created'),
+    ({'kind': 'DaemonSet', 'metadata': {'generation': 1},
+      'status': {'observedGeneration': 1, 'desiredNumberScheduled': 3, 'numberReady': 0,
+                 'updatedNumberScheduled': 3}}, None),
+])
+def test_rollout_created(obj, waiting):
+    got = apply.rollout_created(obj)
+    assert got == waiting if waiting is None else waiting in got
+
+
+def test_a_created_wait_ends_before_the_replicas_are_ready():
+    path = '/apis/apps/v1/namespaces/ai/deployments/o'
+    api = FakeApi({path: deployment(available=0)})
+    result = {'kind': 'Deployment', 'path': path, 'object': deployment(updated=0, available=0)}
+    apply.wait_for_rollouts(api, [result], 60, sleep=lambda _: None, wait_for='created')
+    assert api.calls == [('GET', path, {})] and result['object']['status']['availableReplicas'] == 0
+
+
 def test_a_rollout_wait_is_bounded_by_its_timeout():
     path = '/apis/apps/v1/namespaces/ai/deployments/o'
     api = FakeApi({path: deployment(available=1)})
