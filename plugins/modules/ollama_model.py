@@ -69,6 +69,14 @@ options:
     description: With I(state=present), delete every model on the endpoint that I(models) does not list.
     type: bool
     default: false
+  self_heal_models:
+    description:
+      - The models the replicas' self-heal keeps in every store (the plan's C(self_heal.models)). With
+        I(state=absent), a listed model among them is refused before any request, since a new replica would pull
+        it back.
+    type: list
+    elements: str
+    default: []
   insecure:
     description: Pull every model with Ollama's C(insecure) flag (plain HTTP or self-signed registries).
     type: bool
@@ -275,6 +283,8 @@ from ansible_collections.llmops.ollama.plugins.module_utils.ollama_client import
     endpoint_label,
     make_endpoint,
     parse_wanted,
+    same_model,
+    short_name,
     sync_endpoints,
     sync_models,
 )
@@ -344,6 +354,7 @@ def main():
         progress_interval=dict(type='int', default=0),
         state=dict(type='str', choices=['present', 'absent'], default='present'),
         prune=dict(type='bool', default=False),
+        self_heal_models=dict(type='list', elements='str', default=[]),
         insecure=dict(type='bool', default=False),
         insecure_registries=dict(type='list', elements='str', default=[]),
         stall_timeout=dict(type='int', default=300),
@@ -368,6 +379,14 @@ def main():
     wanted, errors = parse_wanted(params['models'])
     if errors:
         module.fail_json(msg='bad model list; nothing was pulled or deleted.\n- ' + '\n- '.join(errors))
+    healed = [w['name'] for w in wanted if params['state'] == 'absent'
+              and any(same_model(w['name'], name) for name in params['self_heal_models'])]
+    if healed:
+        module.fail_json(msg='model_pull_state is absent for %s, which ollama_models still declares: every replica\'s '
+                             'self-heal (the models sidecar) would pull it back into a new replica\'s store. Nothing was '
+                             'deleted. Fix: remove it from ollama_models and run playbooks/site.yml first (the sidecars '
+                             'then drop it from their list), then delete it with model_pull_models; or set '
+                             'ollama_self_heal: false.' % ', '.join(short_name(name) for name in healed))
     options = dict(state=params['state'], prune=params['prune'], insecure=params['insecure'],
                    insecure_registries=params['insecure_registries'], stall_timeout=params['stall_timeout'],
                    attempts=params['attempts'], check_mode=module.check_mode, keep_alive=params['keep_alive'],

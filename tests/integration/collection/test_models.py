@@ -301,6 +301,14 @@ def test_check_mode_changes_nothing_then_prune_and_delete(playbook, cluster, nam
     assert pruned.rc == 0 and pruned.changed > 0, pruned
     assert set(tags(cluster, namespace, pods[0])) == {a}
 
+    # A model the replicas' self-heal still declares would come back in the next new replica: refused, kept.
+    healed = dict(plan_for(namespace, [a], replicas=1), self_heal={"enabled": True, "models": [{"name": a}]})
+    refused = models_playbook(playbook, cluster, healed, model_pull_state="absent")
+    assert refused.rc != 0 and f"model_pull_state is absent for {a}, which ollama_models still declares" in \
+        refused.failure, refused
+    assert "Nothing was deleted. Fix: remove it from ollama_models" in refused.failure
+    assert set(tags(cluster, namespace, pods[0])) == {a}
+
     deleted = models_playbook(playbook, cluster, plan_for(namespace, [a], replicas=1), model_pull_state="absent")
     assert deleted.rc == 0 and deleted.changed > 0, deleted
     assert tags(cluster, namespace, pods[0]) == {}
