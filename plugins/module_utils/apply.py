@@ -209,9 +209,10 @@ def rollout_created(obj):
         return 'the controller has not seen generation %s yet' % meta.get('generation')
     if kind in ('Deployment', 'StatefulSet'):
         want = spec.get('replicas', 1)
-        for condition in status.get('conditions') or [] if kind == 'Deployment' else []:
-            if condition.get('type') == 'Progressing' and condition.get('reason') == 'ProgressDeadlineExceeded':
-                return 'failed: ' + condition.get('message', 'progress deadline exceeded')
+        if kind == 'Deployment':
+            for condition in status.get('conditions') or []:
+                if condition.get('type') == 'Progressing' and condition.get('reason') == 'ProgressDeadlineExceeded':
+                    return 'failed: ' + condition.get('message', 'progress deadline exceeded')
         # A StatefulSet keeps no replica of an old revision once all are updated; a Deployment may, until it scales
         # the old ReplicaSet down.
         if status.get('updatedReplicas', 0) < want or (kind == 'Deployment' and status.get('replicas', 0) != want):
