@@ -175,31 +175,6 @@ def _result(obj, path, before, after):
             'object': after}
 
 
-def rollout_done(obj):
-    """None when the workload finished its rollout, else what it still waits for."""
-    kind, spec, status = obj.get('kind'), obj.get('spec') or {}, obj.get('status') or {}
-    meta = obj.get('metadata') or {}
-    if status.get('observedGeneration', 0) < meta.get('generation', 0):
-        return 'the controller has not seen generation %s yet' % meta.get('generation')
-    if kind in ('Deployment', 'StatefulSet'):
-        want = spec.get('replicas', 1)
-        ready = status.get('availableReplicas' if kind == 'Deployment' else 'readyReplicas', 0)
-        if kind == 'Deployment':
-            for condition in status.get('conditions') or []:
-                if condition.get('type') == 'Progressing' and condition.get('reason') == 'ProgressDeadlineExceeded':
-                    return 'failed: ' + condition.get('message', 'progress deadline exceeded')
-        if status.get('updatedReplicas', 0) < want or status.get('replicas', 0) != want or ready < want:
-            return '%s of %s replicas updated and ready' % (min(ready, status.get('updatedReplicas', 0)), want)
-        if kind == 'StatefulSet' and status.get('currentRevision') != status.get('updateRevision') and \
-                (spec.get('updateStrategy') or {}).get('type', 'RollingUpdate') == 'RollingUpdate':
-            return 'revision %s still rolling out' % status.get('updateRevision')
-    elif kind == 'DaemonSet':
-        want = status.get('desiredNumberScheduled', 0)
-        if status.get('updatedNumberScheduled', 0) < want or status.get('numberReady', 0) < want:
-            return '%s of %s pods updated and ready' % (status.get('numberReady', 0), want)
-    return None
-
-
 def rollout_created(obj):
     """None when every replica of the workload is created from its current pod template, Ready or not (a replica
     that becomes Ready only once it has its models), else what it still waits for."""
@@ -213,14 +188,39 @@ def rollout_created(obj):
             for condition in status.get('conditions') or []:
                 if condition.get('type') == 'Progressing' and condition.get('reason') == 'ProgressDeadlineExceeded':
                     return 'failed: ' + condition.get('message', 'progress deadline exceeded')
+        if status.get('updatedReplicas', 0) < want:
+            return '%s of %s replicas created from the new pod template' % (status.get('updatedReplicas', 0), want)
         # A StatefulSet keeps no replica of an old revision once all are updated; a Deployment may, until it scales
         # the old ReplicaSet down.
-        if status.get('updatedReplicas', 0) < want or (kind == 'Deployment' and status.get('replicas', 0) != want):
-            return '%s of %s replicas created from the new pod template' % (status.get('updatedReplicas', 0), want)
+        if kind == 'Deployment' and status.get('replicas', 0) != want:
+            return '%s replicas, %s wanted: a replica of the old pod template still runs' % (
+                status.get('replicas', 0), want)
     elif kind == 'DaemonSet':
         want = status.get('desiredNumberScheduled', 0)
         if status.get('updatedNumberScheduled', 0) < want:
             return '%s of %s pods created from the new pod template' % (status.get('updatedNumberScheduled', 0), want)
+    return None
+
+
+def rollout_done(obj):
+    """None when the workload finished its rollout (every replica created from the new pod template, as
+    :func:`rollout_created`, and Ready), else what it still waits for."""
+    waiting = rollout_created(obj)
+    if waiting is not None:
+        return waiting
+    kind, spec, status = obj.get('kind'), obj.get('spec') or {}, obj.get('status') or {}
+    if kind in ('Deployment', 'StatefulSet'):
+        want = spec.get('replicas', 1)
+        ready = status.get('availableReplicas' if kind == 'Deployment' else 'readyReplicas', 0)
+        if status.get('replicas', 0) != want or ready < want:
+            return '%s of %s replicas updated and ready' % (min(ready, status.get('updatedReplicas', 0)), want)
+        if kind == 'StatefulSet' and status.get('currentRevision') != status.get('updateRevision') and \
+                (spec.get('updateStrategy') or {}).get('type', 'RollingUpdate') == 'RollingUpdate':
+            return 'revision %s still rolling out' % status.get('updateRevision')
+    elif kind == 'DaemonSet':
+        want = status.get('desiredNumberScheduled', 0)
+        if status.get('numberReady', 0) < want:
+            return '%s of %s pods updated and ready' % (status.get('numberReady', 0), want)
     return None
 
 

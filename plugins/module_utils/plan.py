@@ -1378,6 +1378,11 @@ def same_quantity(first, second):
         return None
 
 
+# The setting behind each part of a claim template, in the order an error names them.
+CLAIM_TEMPLATE_SETTINGS = {'storage_class': 'storage_class', 'access_modes': 'storage_mode', 'name': 'storage_mode',
+                           'size': 'claim_size'}
+
+
 def check_claim_template(facts, name, storage, report):
     """Kubernetes forbids changing a StatefulSet's volumeClaimTemplates: a plan that would change them is refused
     with the way out that keeps the pods and the claims."""
@@ -1398,15 +1403,19 @@ def check_claim_template(facts, name, storage, report):
         if not differs:
             continue
         namespace = workload.get('namespace') or ''
-        report.error('claim_size' if differs == ['size'] else 'storage_class',
+        keys = []
+        for part, setting in CLAIM_TEMPLATE_SETTINGS.items():
+            if part in differs and setting not in keys:
+                keys.append(setting)
+        report.error(keys[0],
                      'StatefulSet %s/%s has the claim template %s, but the plan wants %s; Kubernetes forbids '
                      'changing volumeClaimTemplates' % (
                          namespace, name, ', '.join('%s %s' % (k, json.dumps(have[k])) for k in differs),
                          ', '.join('%s %s' % (k, json.dumps(want[k])) for k in differs)),
-                     'set %s / %s back to the existing values, or run kubectl -n %s delete statefulset %s '
+                     'set %s back to the existing value, or run kubectl -n %s delete statefulset %s '
                      '--cascade=orphan and run again (the pods and the claims with their models stay; a bigger '
                      'size needs a class that allows expansion: kubectl edit pvc to grow each claim first)'
-                     % (variable('storage_class'), variable('claim_size'), namespace, name))
+                     % (' and '.join(variable(k) for k in keys), namespace, name))
 
 
 # ---------------------------------------------------------------- ingress

@@ -169,7 +169,7 @@ def deployment(generation=2, observed=2, replicas=2, updated=2, available=2, tot
     (deployment(generation=3), 'has not seen generation 3'),
     (deployment(updated=1), '1 of 2 replicas'),
     (deployment(available=1), '1 of 2 replicas'),
-    (deployment(total=3), 'of 2 replicas'),  # an old pod still runs beside the new ones
+    (deployment(total=3), 'a replica of the old pod template still runs'),
     (deployment(available=0, conditions=[{'type': 'Progressing', 'reason': 'ProgressDeadlineExceeded',
                                           'message': 'ReplicaSet "o-1" has timed out progressing.'}]),
      'failed: ReplicaSet "o-1" has timed out'),
@@ -192,7 +192,7 @@ def test_rollout_done(obj, waiting):
     (deployment(available=0), None),  # created, not Ready yet: done
     (deployment(generation=3), 'has not seen generation 3'),
     (deployment(updated=1), '1 of 2 replicas created from the new pod template'),
-    (deployment(total=3), '2 of 2 replicas created'),  # an old pod still runs beside the new ones
+    (deployment(total=3), '3 replicas, 2 wanted: a replica of the old pod template still runs'),
     (deployment(available=0, conditions=[{'type': 'Progressing', 'reason': 'ProgressDeadlineExceeded',
                                           'message': 'ReplicaSet "o-1" has timed out progressing.'}]),
      'failed: ReplicaSet "o-1" has timed out'),

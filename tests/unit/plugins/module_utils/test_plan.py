@@ -463,6 +463,12 @@ def test_another_claim_template_size_is_refused_naming_the_claim_size():
     assert 'size "20Gi"' in error['message'] and 'size "10Gi"' in error['message']
 
 
+def test_another_claim_template_access_mode_is_refused_naming_the_storage_mode():
+    error = only_error(compute_plan(existing_statefulset(access_modes=['ReadWriteMany']), {'replicas': 2}),
+                       'ollama_storage_mode')
+    assert 'access_modes ["ReadWriteMany"]' in error['message'] and error['fix'].startswith('set ollama_storage_mode ')
+
+
 def test_a_claim_template_of_another_workload_is_not_compared():
     facts = existing_statefulset(storage_class='gp2')
     facts['existing']['workloads'][0]['name'] = 'other'
