@@ -331,10 +331,12 @@ def test_verify_fails_on_cpu_unless_allowed_and_models_survive_a_restart(playboo
     assert "set allow_cpu: true" in failures(strict)
 
     old = {p["metadata"]["uid"] for p in cluster.get("pods", "-n", namespace)["items"]}
+    # The model named as -e ollama_verify_models=NAME names it: a string, not a list.
     allowed = models_playbook(playbook, cluster, plan, name="verify.yml", ollama_verify_allow_cpu=True,
-                              ollama_verify_restart=True)
+                              ollama_verify_restart=True, ollama_verify_models=model)
     assert allowed.rc == 0, allowed
     generation = allowed.task_results("Run a generation")[0]["results"]
+    assert [r["item"][1] for r in generation] == [model] * len(old), generation
     assert all(r["eval_count"] > 0 and r["tokens_per_second"] > 0 for r in generation)
     assert all(r["residency"]["processor"] == "100% CPU" for r in generation)
     new_pods = running_pods(cluster, namespace, 2)
