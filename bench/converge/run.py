@@ -40,6 +40,10 @@ REPEAT = 3
 # against kubectl plus an empty playbook, is retired: ansible-core's cost per task puts it out of reach.
 TARGET_NOOP_VS_KUBERNETES_CORE = 0.35
 PLAIN_NAMESPACE = "bench-plain"
+# The task of site.yml's no-op that reads each GPU host over SSH (its seconds are those of all hosts in parallel).
+GPU_HOST_READ = "llmops.ollama.gpu_preflight : Read the GPU host"
+# ansible-core's own cost per task: this many set_fact tasks in one play, against the empty playbook.
+COST_TASKS = 40
 # What site.yml writes in the namespace (the claim comes from storage_provisioner).
 KINDS = "serviceaccounts,services,networkpolicies,poddisruptionbudgets,resourcequotas,deployments,statefulsets,pvc"
 SERVER_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "ownerReferences",
@@ -135,6 +139,10 @@ def main():
     try:
         empty = statistics.median(run([str(REPO / ".venv/bin/ansible-playbook"), str(REPO / "bench/converge/empty.yml"),
                                        "-i", "localhost,"], env)[0] for _ in range(REPEAT))
+        # The plain Deployment names the NVIDIA RuntimeClass where the cluster has one, as its user would.
+        runtime_classes = json.loads(run(kubectl + ["get", "runtimeclasses", "-o", "json"], env)[1].stdout)["items"]
+        plain_vars["plain_runtime_class"] = "nvidia" if any(
+            rc["metadata"]["name"] == "nvidia" for rc in runtime_classes) else ""
         gpus = sum(int((n["status"].get("allocatable") or {}).get("nvidia.com/gpu", 0)) for n in json.loads(
             run(kubectl + ["get", "nodes", "-o", "json"], env)[1].stdout)["items"])
         # The plain Deployment takes a GPU too. Where one is left beside site.yml's replicas, the two no-ops take
@@ -161,6 +169,34 @@ def main():
         noop = statistics.median(n[0] for n in noops)
         _, _, noop_parts, noop_tasks = median_run(noops)
         plain_noop = statistics.median(n[0] for n in plain_noops)
+        # What no change to the roles can take off site.yml's no-op: ansible-playbook's start-up with the parsing of
+        # the five playbooks, five roles and their argument specs (a syntax check does both and runs no task), the
+        # one import of the kubernetes client that the controller's modules share (a syntax check does not import
+        # it), and the SSH read of the GPU hosts.
+        parse = statistics.median(run(
+            [str(REPO / ".venv/bin/ansible-playbook"), str(REPO / "playbooks/site.yml"), "-i",
+             str(REPO / "inventories/sim"), "-e", json.dumps(variables), "--syntax-check"], env)[0]
+            for _ in range(REPEAT))
+        kubernetes_import = statistics.median(run(
+            [str(REPO / ".venv/bin/python"), "-c", "import kubernetes.client, kubernetes.config"], env)[0]
+            for _ in range(REPEAT))
+        gpu_host_read = sum(took for name, took in noop_tasks if name == GPU_HOST_READ)
+        floor = parse + kubernetes_import + gpu_host_read
+        tasks_playbook = Path(os.environ["LLMOPS_SIM_STATE"]) / "bench-tasks.yml"
+        tasks_playbook.write_text(json.dumps([{
+            "name": "Tasks that do nothing", "hosts": "localhost", "connection": "local", "gather_facts": False,
+            "tasks": [{"name": f"Set a fact ({i})", "ansible.builtin.set_fact": {"bench_fact": i}}
+                      for i in range(COST_TASKS)]}]))
+        # Against the empty playbook run beside it, at the same load (the first empty runs met a cluster starting).
+        beside_empty, with_tasks = [], []
+        for _ in range(REPEAT):
+            beside_empty.append(run([str(REPO / ".venv/bin/ansible-playbook"), str(REPO / "bench/converge/empty.yml"),
+                                     "-i", "localhost,"], env)[0])
+            with_tasks.append(run([str(REPO / ".venv/bin/ansible-playbook"), str(tasks_playbook), "-i", "localhost,"],
+                                  env)[0])
+        task_cost = max(0.0, statistics.median(with_tasks) - statistics.median(beside_empty)) / COST_TASKS
+        # The floor plus ansible-core's cost for each of the no-op's other tasks, doing nothing.
+        floor_with_tasks = floor + task_cost * (len(noop_tasks) - (1 if gpu_host_read else 0))
 
         written = json.loads(run(kubectl + ["get", KINDS, "-n", "bench", "-o", "json"], env)[1].stdout)["items"]
         namespace = json.loads(run(kubectl + ["get", "namespace", "bench", "-o", "json"], env)[1].stdout)
@@ -191,7 +227,12 @@ def main():
                     "kubernetes_core_noop_median": round(plain_noop, 2),
                     "kubernetes_core_noop_runs": [round(n[0], 2) for n in plain_noops],
                     "kubectl_first": round(k_first, 2), "kubectl_noop_median": round(k_noop, 2),
-                    "empty_playbook_median": round(empty, 2)},
+                    "empty_playbook_median": round(empty, 2),
+                    "site_parse_median": round(parse, 2), "kubernetes_import_median": round(kubernetes_import, 2),
+                    "gpu_host_read": round(gpu_host_read, 2), "site_noop_floor": round(floor, 2),
+                    "task_cost_median": round(task_cost, 3),
+                    "site_noop_floor_with_tasks": round(floor_with_tasks, 2)},
+        "site_noop_task_count": len(noop_tasks),
         "first_changed": first_changed,
         "kubernetes_core_first_changed": plain_first[1],
         # Whether the two no-ops took turns (a GPU was left for the plain Deployment) or ran one after the other.
@@ -207,6 +248,10 @@ def main():
         "ratio_first_vs_kubernetes_core": round(first / plain_first[0], 2),
         "ratio_noop_vs_kubernetes_core": round(noop / plain_noop, 2),
         "target_noop_vs_kubernetes_core": TARGET_NOOP_VS_KUBERNETES_CORE,
+        # The floor above as a share of the plain playbook's no-op: over the target, no site.yml of these roles
+        # can meet it.
+        "ratio_floor_vs_kubernetes_core": round(floor / plain_noop, 2),
+        "ratio_floor_with_tasks_vs_kubernetes_core": round(floor_with_tasks / plain_noop, 2),
     }
     out = REPO / "bench" / "results" / f"converge-{args.profile}-{args.replicas}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
