@@ -164,6 +164,12 @@ def deployment(generation=2, observed=2, replicas=2, updated=2, available=2, tot
                        'replicas': replicas if total is None else total, 'conditions': conditions or []}}
 
 
+def statefulset(ready=2, updated=2, current='b', update='b'):
+    return {'kind': 'StatefulSet', 'metadata': {'generation': 1}, 'spec': {'replicas': 2},
+            'status': {'observedGeneration': 1, 'replicas': 2, 'readyReplicas': ready, 'updatedReplicas': updated,
+                       'currentRevision': current, 'updateRevision': update}}
+
+
 @pytest.mark.parametrize('obj, waiting', [
     (deployment(), None),
     (deployment(generation=3), 'has not seen generation 3'),
@@ -173,12 +179,8 @@ def deployment(generation=2, observed=2, replicas=2, updated=2, available=2, tot
     (deployment(available=0, conditions=[{'type': 'Progressing', 'reason': 'ProgressDeadlineExceeded',
                                           'message': 'ReplicaSet "o-1" has timed out progressing.'}]),
      'failed: ReplicaSet "o-1" has timed out'),
-    ({'kind': 'StatefulSet', 'metadata': {'generation': 1}, 'spec': {'replicas': 2},
-      'status': {'observedGeneration': 1, 'replicas': 2, 'readyReplicas': 2, 'updatedReplicas': 2,
-                 'currentRevision': 'a', 'updateRevision': 'b'}}, 'revision b still rolling out'),
-    ({'kind': 'StatefulSet', 'metadata': {'generation': 1}, 'spec': {'replicas': 2},
-      'status': {'observedGeneration': 1, 'replicas': 2, 'readyReplicas': 2, 'updatedReplicas': 2,
-                 'currentRevision': 'b', 'updateRevision': 'b'}}, None),
+    (statefulset(current='a'), 'revision b still rolling out'),
+    (statefulset(), None),
     ({'kind': 'DaemonSet', 'metadata': {'generation': 1},
       'status': {'observedGeneration': 1, 'desiredNumberScheduled': 3, 'numberReady': 2,
                  'updatedNumberScheduled': 3}}, '2 of 3 pods'),
@@ -196,11 +198,8 @@ def test_rollout_done(obj, waiting):
     (deployment(available=0, conditions=[{'type': 'Progressing', 'reason': 'ProgressDeadlineExceeded',
                                           'message': 'ReplicaSet "o-1" has timed out progressing.'}]),
      'failed: ReplicaSet "o-1" has timed out'),
-    ({'kind': 'StatefulSet', 'metadata': {'generation': 1}, 'spec': {'replicas': 2},
-      'status': {'observedGeneration': 1, 'replicas': 2, 'readyReplicas': 0, 'updatedReplicas': 2}}, None),
-    ({'kind': 'StatefulSet', 'metadata': {'generation': 1}, 'spec': {'replicas': 2},
-      'status': {'observedGeneration': 1, 'replicas': 2, 'readyReplicas': 1, 'updatedReplicas': 1}},
-     '1 of 2 replicas created'),
+    (statefulset(ready=0), None),
+    (statefulset(ready=1, updated=1), '1 of 2 replicas created'),
     ({'kind': 'DaemonSet', 'metadata': {'generation': 1},
       'status': {'observedGeneration': 1, 'desiredNumberScheduled': 3, 'numberReady': 0,
                  'updatedNumberScheduled': 3}}, None),
